@@ -1,0 +1,20 @@
+//! hookbridge: receive webhooks, verify them, normalise them into CloudEvents, route them by type
+//! and publish them to brokers.
+//!
+//! ```text
+//! HTTP request ──► ingress ──► verify ──► normalize ──► dedup ──► route ──► deliver ──► sinks
+//! ```
+//!
+//! The promise every module serves: a 2xx answer means every chosen sink has taken
+//! responsibility for the event; anything transient is a 503 so the provider retries.
+
+pub mod app;
+pub mod config;
+pub mod deliver;
+pub mod ingress;
+pub mod normalize;
+pub mod registry;
+pub mod route;
+pub mod verify;
+
+pub use hookbridge_sink_core as sink;

@@ -1,0 +1,711 @@
+//! Configuration: figment loading (a TOML file, then `HOOKBRIDGE_` environment overrides with `__`
+//! between key parts) → raw serde structs with `deny_unknown_fields` → [`validate`] → a checked
+//! [`Config`].
+//!
+//! Validation is pure (no IO beyond reading the files the config names) and collects **every**
+//! error, each with its origin (file or environment variable), key path and a hint, so `hookbridge
+//! check` can print them all at once.
+
+mod error;
+pub mod raw;
+pub mod secret;
+pub mod units;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Toml};
+use figment::value::{Dict, Value};
+use figment::Figment;
+
+pub use error::{ConfigError, ConfigErrors};
+
+use crate::registry::{self, SinkSpec};
+use crate::route::{Pattern, Router, Rule, Unmatched};
+use crate::verify::VerifierConfig;
+use raw::{CloudEventsVerifyRaw, DedupRaw, RouteRaw, ServerRaw, SourceRaw, UnmatchedRaw};
+use secret::SECRET_HINT;
+
+/// The built-in configuration used when no file is given: CloudEvents at `/events` without
+/// verification (loopback only), everything to `./hookbridge-events.jsonl`.
+pub const BUILTIN: &str = r#"
+[server]
+listen = "127.0.0.1:8080"
+
+[sources.events]
+path = "/events"
+kind = "cloudevents"
+verify = { kind = "none" }
+
+[sinks.file]
+type = "file"
+path = "hookbridge-events.jsonl"
+
+[[routes]]
+sinks = ["file"]
+"#;
+
+/// Top-level keys.
+const TOP_LEVEL: &[&str] = &["server", "sources", "sinks", "routes", "unmatched", "dedup"];
+/// Paths served by hookbridge itself.
+const RESERVED_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
+
+/// The checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it came from: the file path, or `built-in default`.
+    pub origin: String,
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// `[sources.*]`, sorted by name.
+    pub sources: Vec<SourceConfig>,
+    /// `[sinks.*]`, sorted by name; routes refer to them by index.
+    pub sinks: Vec<SinkConfig>,
+    /// `[[routes]]` and `[unmatched]`, compiled.
+    pub router: Router,
+    /// `[dedup]`.
+    pub dedup: DedupConfig,
+}
+
+/// `[server]`, with defaults applied.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Webhook listener.
+    pub listen: SocketAddr,
+    /// Separate admin listener, if any.
+    pub admin_listen: Option<SocketAddr>,
+    /// Body cap in bytes.
+    pub body_limit: u64,
+    /// End-to-end request deadline.
+    pub request_timeout: Duration,
+    /// Per-sink publish deadline.
+    pub publish_timeout: Duration,
+    /// Header read deadline.
+    pub header_read_timeout: Duration,
+    /// Drain deadline at shutdown.
+    pub shutdown_timeout: Duration,
+    /// Default `Retry-After` for 503 answers.
+    pub retry_after: Duration,
+    /// Concurrent request cap.
+    pub max_in_flight: usize,
+}
+
+/// What a source receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    /// Any CloudEvents 1.0 HTTP producer.
+    CloudEvents,
+}
+
+/// When the HTTP answer is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// After every chosen sink acked.
+    Sync,
+}
+
+/// One `[sources.NAME]`.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    /// The table name.
+    pub name: String,
+    /// URL path.
+    pub path: String,
+    /// What arrives.
+    pub kind: SourceKind,
+    /// Public URL, if configured.
+    pub public_url: Option<String>,
+    /// Delivery mode.
+    pub delivery: Delivery,
+    /// How requests are authenticated.
+    pub verifier: VerifierConfig,
+}
+
+/// One `[sinks.NAME]`.
+#[derive(Debug, Clone)]
+pub struct SinkConfig {
+    /// The table name.
+    pub name: String,
+    /// Type-specific settings.
+    pub spec: SinkSpec,
+}
+
+/// `[dedup]`, with defaults applied.
+#[derive(Debug, Clone, Copy)]
+pub struct DedupConfig {
+    /// Whether duplicates are detected.
+    pub enabled: bool,
+    /// How long a delivered id is remembered.
+    pub window: Duration,
+    /// Most ids remembered.
+    pub max_entries: usize,
+}
+
+/// Loads and validates `path`, or the built-in default when `None`; environment overrides apply
+/// to both.
+pub fn load(path: Option<&Path>) -> Result<Config, ConfigErrors> {
+    let figment = match path {
+        Some(p) => {
+            if let Err(e) = std::fs::metadata(p) {
+                return Err(ConfigErrors(vec![ConfigError::new(
+                    p.display().to_string(),
+                    "",
+                    format!("cannot read configuration file: {e}"),
+                )]));
+            }
+            Figment::from(Toml::file(p))
+        }
+        None => Figment::from(Toml::string(BUILTIN)),
+    };
+    let origin = path.map_or_else(|| "built-in default".to_owned(), |p| p.display().to_string());
+    validate(figment.merge(env_provider()), &origin)
+}
+
+/// Loads a configuration from TOML text (tests, `check` of generated configs).
+pub fn from_toml_str(text: &str, origin: &str) -> Result<Config, ConfigErrors> {
+    validate(Figment::from(Toml::string(text)).merge(env_provider()), origin)
+}
+
+fn env_provider() -> Env {
+    // HOOKBRIDGE_CONFIG and HOOKBRIDGE_LOG configure the process, not the file.
+    Env::prefixed("HOOKBRIDGE_")
+        .split("__")
+        .ignore(&["config", "log", "log_format"])
+}
+
+/// Collects errors while walking the configuration.
+struct Checker<'a> {
+    figment: &'a Figment,
+    origin: &'a str,
+    errors: Vec<ConfigError>,
+}
+
+impl Checker<'_> {
+    /// Where the value at `key` came from.
+    fn origin_of(&self, key: &str) -> String {
+        let meta = self.figment.find_metadata(key);
+        describe_origin(meta, key, self.origin)
+    }
+
+    fn error(&mut self, key: impl Into<String>, message: impl Into<String>, hint: Option<String>) {
+        let key = key.into();
+        let mut e = ConfigError::new(self.origin_of(&key), key, message);
+        e.hint = hint;
+        self.errors.push(e);
+    }
+
+    /// Deserialises the table at `key`, recording serde errors with their full key path.
+    fn extract<T: serde::de::DeserializeOwned>(&mut self, key: &str) -> Option<T> {
+        match self.figment.extract_inner::<T>(key) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.figment_error(e, key);
+                None
+            }
+        }
+    }
+
+    fn figment_error(&mut self, e: figment::Error, prefix: &str) {
+        for e in e {
+            let (key, hint) = key_and_hint(&e, prefix);
+            let origin = describe_origin(e.metadata.as_ref(), &key, self.origin);
+            let mut ce = ConfigError::new(origin, key, kind_message(&e.kind));
+            ce.hint = hint;
+            self.errors.push(ce);
+        }
+    }
+}
+
+fn describe_origin(meta: Option<&figment::Metadata>, key: &str, default: &str) -> String {
+    match meta {
+        Some(m) => match &m.source {
+            Some(figment::Source::File(p)) => p.display().to_string(),
+            _ if m.name.contains("environment") => format!(
+                "environment variable HOOKBRIDGE_{}",
+                key.replace('.', "__").to_uppercase()
+            ),
+            _ => default.to_owned(),
+        },
+        None => default.to_owned(),
+    }
+}
+
+fn kind_message(kind: &figment::error::Kind) -> String {
+    use figment::error::Kind;
+    match kind {
+        Kind::UnknownField(f, _) => format!("unknown key `{f}`"),
+        Kind::MissingField(f) => format!("missing required key `{f}`"),
+        Kind::UnknownVariant(v, _) => format!("unknown value `{v}`"),
+        other => other.to_string(),
+    }
+}
+
+fn key_and_hint(e: &figment::Error, prefix: &str) -> (String, Option<String>) {
+    use figment::error::Kind;
+    // figment appends the extraction prefix after the inner path; rebuild prefix-first.
+    let prefix_parts: Vec<&str> = prefix.split('.').filter(|p| !p.is_empty()).collect();
+    let mut inner: Vec<String> = e.path.clone();
+    if inner.ends_with(&prefix_parts.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        && !prefix_parts.is_empty()
+    {
+        inner.truncate(inner.len() - prefix_parts.len());
+    }
+    if inner.starts_with(&prefix_parts.iter().map(|s| s.to_string()).collect::<Vec<_>>()) {
+        inner.drain(..prefix_parts.len());
+    }
+    let mut parts: Vec<String> = prefix_parts.iter().map(|s| s.to_string()).collect();
+    parts.extend(inner);
+    let (extra, hint) = match &e.kind {
+        Kind::UnknownField(f, expected) => (
+            Some(f.clone()),
+            Some(format!("valid keys here: {}", expected.join(", "))),
+        ),
+        Kind::MissingField(f) => (Some(f.to_string()), None),
+        Kind::UnknownVariant(_, expected) => (None, Some(format!("one of: {}", expected.join(", ")))),
+        _ => (None, None),
+    };
+    if let Some(extra) = extra {
+        parts.push(extra);
+    }
+    (parts.join("."), hint)
+}
+
+/// Validates a merged figment: every error is collected.
+pub fn validate(figment: Figment, origin: &str) -> Result<Config, ConfigErrors> {
+    let mut c = Checker {
+        figment: &figment,
+        origin,
+        errors: Vec::new(),
+    };
+    let top: Dict = match figment.extract() {
+        Ok(d) => d,
+        Err(e) => {
+            c.figment_error(e, "");
+            return Err(ConfigErrors(c.errors));
+        }
+    };
+    for key in top.keys() {
+        if !TOP_LEVEL.contains(&key.as_str()) {
+            c.error(
+                key.clone(),
+                format!("unknown key `{key}`"),
+                Some(format!("valid top-level keys: {}", TOP_LEVEL.join(", "))),
+            );
+        }
+    }
+    let server = check_server(&mut c, top.contains_key("server"));
+    let sinks = check_sinks(&mut c, top.get("sinks"));
+    let sources = check_sources(&mut c, top.get("sources"), server.as_ref());
+    let router = check_routes(&mut c, &top, &sinks, &sources);
+    let dedup = check_dedup(&mut c, top.contains_key("dedup"));
+    match (server, router, dedup) {
+        (Some(server), Some(router), Some(dedup)) if c.errors.is_empty() => Ok(Config {
+            origin: origin.to_owned(),
+            server,
+            sources,
+            sinks,
+            router,
+            dedup,
+        }),
+        _ => Err(ConfigErrors(c.errors)),
+    }
+}
+
+fn check_server(c: &mut Checker<'_>, present: bool) -> Option<ServerConfig> {
+    let raw: ServerRaw = if present {
+        c.extract("server")?
+    } else {
+        ServerRaw::default()
+    };
+    let listen_text = raw.listen.as_deref().unwrap_or("127.0.0.1:8080");
+    let listen = parse_addr(c, "server.listen", listen_text);
+    let admin_listen = raw
+        .admin_listen
+        .as_deref()
+        .and_then(|a| parse_addr(c, "server.admin_listen", a));
+    let d = |v: Option<units::HumanDuration>, default: u64| v.map_or(Duration::from_secs(default), |h| h.0);
+    let request_timeout = d(raw.request_timeout, 10);
+    let publish_timeout = d(raw.publish_timeout, 5);
+    if publish_timeout >= request_timeout {
+        c.error(
+            "server.publish_timeout",
+            format!(
+                "must be shorter than server.request_timeout ({})",
+                humantime::format_duration(request_timeout)
+            ),
+            Some("the answer must leave time to report a failed publish".into()),
+        );
+    }
+    let body_limit = raw.body_limit.map_or(1 << 20, |b| b.0);
+    if body_limit == 0 {
+        c.error("server.body_limit", "must be above zero", None);
+    }
+    let max_in_flight = raw.max_in_flight.unwrap_or(1024);
+    if max_in_flight == 0 {
+        c.error("server.max_in_flight", "must be above zero", None);
+    }
+    Some(ServerConfig {
+        listen: listen?,
+        admin_listen,
+        body_limit,
+        request_timeout,
+        publish_timeout,
+        header_read_timeout: d(raw.header_read_timeout, 10),
+        shutdown_timeout: d(raw.shutdown_timeout, 30),
+        retry_after: d(raw.retry_after, 5),
+        max_in_flight,
+    })
+}
+
+fn parse_addr(c: &mut Checker<'_>, key: &str, text: &str) -> Option<SocketAddr> {
+    match text.parse() {
+        Ok(a) => Some(a),
+        Err(e) => {
+            c.error(
+                key,
+                format!("invalid address {text:?}: {e}"),
+                Some("an IP address and port, e.g. \"127.0.0.1:8080\" or \"[::]:8080\"".into()),
+            );
+            None
+        }
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn table_names(c: &mut Checker<'_>, value: Option<&Value>, key: &str) -> Vec<String> {
+    let Some(value) = value else {
+        return Vec::new();
+    };
+    let Some(dict) = value.as_dict() else {
+        c.error(key, "must be a table of named entries", None);
+        return Vec::new();
+    };
+    let mut names = Vec::new();
+    for name in dict.keys() {
+        if valid_name(name) {
+            names.push(name.clone());
+        } else {
+            c.error(
+                format!("{key}.{name}"),
+                format!("invalid name {name:?}"),
+                Some("names use letters, digits, '_' and '-'".into()),
+            );
+        }
+    }
+    names
+}
+
+fn check_sinks(c: &mut Checker<'_>, value: Option<&Value>) -> Vec<SinkConfig> {
+    let mut sinks = Vec::new();
+    for name in table_names(c, value, "sinks") {
+        let key = format!("sinks.{name}");
+        let ty = match c.figment.find_value(&format!("{key}.type")) {
+            Ok(v) => v.as_str().map(str::to_owned),
+            Err(_) => None,
+        };
+        let Some(ty) = ty else {
+            c.error(
+                format!("{key}.type"),
+                "missing required key `type`",
+                Some(format!(
+                    "one of: {}",
+                    registry::SINK_TYPES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                )),
+            );
+            continue;
+        };
+        if let Err((message, hint)) = registry::check_type(&ty) {
+            c.error(format!("{key}.type"), message, Some(hint));
+            continue;
+        }
+        let Some(spec) = c.extract::<SinkSpec>(&key) else {
+            continue;
+        };
+        for (k, message) in spec.validate() {
+            c.error(format!("{key}.{k}"), message, None);
+        }
+        sinks.push(SinkConfig { name, spec });
+    }
+    sinks
+}
+
+fn check_sources(
+    c: &mut Checker<'_>,
+    value: Option<&Value>,
+    server: Option<&ServerConfig>,
+) -> Vec<SourceConfig> {
+    let mut sources: Vec<SourceConfig> = Vec::new();
+    let names = table_names(c, value, "sources");
+    if value.is_some() && names.is_empty() || value.is_none() {
+        c.error(
+            "sources",
+            "no source is configured",
+            Some("add a [sources.NAME] table with path, kind and verify".into()),
+        );
+    }
+    for name in names {
+        let key = format!("sources.{name}");
+        let Some(raw) = c.extract::<SourceRaw>(&key) else {
+            continue;
+        };
+        if let Some(source) = check_source(c, &key, name, raw, server) {
+            if let Some(other) = sources.iter().find(|s| s.path == source.path) {
+                c.error(
+                    format!("{key}.path"),
+                    format!("path {:?} is already used by source {:?}", source.path, other.name),
+                    None,
+                );
+                continue;
+            }
+            sources.push(source);
+        }
+    }
+    sources
+}
+
+fn check_source(
+    c: &mut Checker<'_>,
+    key: &str,
+    name: String,
+    raw: SourceRaw,
+    server: Option<&ServerConfig>,
+) -> Option<SourceConfig> {
+    let mut ok = true;
+    if !raw.path.starts_with('/') || raw.path.contains(['?', '#', ' ']) {
+        c.error(
+            format!("{key}.path"),
+            format!("invalid path {:?}", raw.path),
+            Some("an absolute URL path such as \"/webhooks/fic\"".into()),
+        );
+        ok = false;
+    } else if RESERVED_PATHS.contains(&raw.path.as_str()) {
+        c.error(
+            format!("{key}.path"),
+            format!("{:?} is reserved for hookbridge itself", raw.path),
+            None,
+        );
+        ok = false;
+    }
+    let kind = match raw.kind.as_str() {
+        "cloudevents" => Some(SourceKind::CloudEvents),
+        "fattureincloud" | "github" | "stripe" | "standard-webhooks" | "generic" => {
+            c.error(
+                format!("{key}.kind"),
+                format!("source kind {:?} is not supported by this version yet", raw.kind),
+                Some("supported: cloudevents".into()),
+            );
+            None
+        }
+        other => {
+            c.error(
+                format!("{key}.kind"),
+                format!("unknown source kind {other:?}"),
+                Some("one of: cloudevents".into()),
+            );
+            None
+        }
+    };
+    let delivery = match raw.delivery.as_deref() {
+        None | Some("sync") => Some(Delivery::Sync),
+        Some("spool") => {
+            c.error(
+                format!("{key}.delivery"),
+                "delivery = \"spool\" is not supported by this version yet",
+                Some("use \"sync\"".into()),
+            );
+            None
+        }
+        Some(other) => {
+            c.error(
+                format!("{key}.delivery"),
+                format!("unknown delivery mode {other:?}"),
+                Some("one of: sync".into()),
+            );
+            None
+        }
+    };
+    let verifier = if raw.verify.is_none() {
+        c.error(
+            format!("{key}.verify"),
+            "missing verifier configuration",
+            Some("every source needs a [verify] table; use verify = { kind = \"none\" } to accept unauthenticated events explicitly".into()),
+        );
+        None
+    } else {
+        check_cloudevents_verify(c, &format!("{key}.verify"), server)
+    };
+    if !ok {
+        return None;
+    }
+    Some(SourceConfig {
+        name,
+        path: raw.path,
+        kind: kind?,
+        public_url: raw.public_url,
+        delivery: delivery?,
+        verifier: verifier?,
+    })
+}
+
+fn check_cloudevents_verify(
+    c: &mut Checker<'_>,
+    key: &str,
+    server: Option<&ServerConfig>,
+) -> Option<VerifierConfig> {
+    match c.extract::<CloudEventsVerifyRaw>(key)? {
+        CloudEventsVerifyRaw::None { allow_public } => {
+            let loopback = server.is_none_or(|s| s.listen.ip().is_loopback());
+            if !loopback && !allow_public {
+                c.error(
+                    format!("{key}.kind"),
+                    "verify.kind = \"none\" on a non-loopback listener accepts events from anyone",
+                    Some("configure a verifier, or set allow_public = true if a proxy in front authenticates".into()),
+                );
+                return None;
+            }
+            Some(VerifierConfig::None)
+        }
+        CloudEventsVerifyRaw::Token { tokens, header } => {
+            let mut resolved = Vec::new();
+            let refs = tokens.refs();
+            if refs.is_empty() {
+                c.error(format!("{key}.tokens"), "no token configured", Some(SECRET_HINT.into()));
+            }
+            for r in refs {
+                match r.resolve() {
+                    Ok(s) => resolved.push(s),
+                    Err(m) => c.error(format!("{key}.tokens"), m, Some(SECRET_HINT.into())),
+                }
+            }
+            let header = header.unwrap_or_else(|| "authorization".into()).to_ascii_lowercase();
+            if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                c.error(format!("{key}.header"), format!("invalid header name {header:?}"), None);
+                return None;
+            }
+            Some(VerifierConfig::Token {
+                tokens: resolved,
+                header,
+            })
+        }
+    }
+}
+
+fn check_routes(
+    c: &mut Checker<'_>,
+    top: &Dict,
+    sinks: &[SinkConfig],
+    sources: &[SourceConfig],
+) -> Option<Router> {
+    let rules_raw: Vec<RouteRaw> = if top.contains_key("routes") {
+        c.extract("routes")?
+    } else {
+        Vec::new()
+    };
+    let defined = sinks.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
+    let resolve = |c: &mut Checker<'_>, key: String, names: &[String]| -> Vec<usize> {
+        let mut out = Vec::new();
+        if names.is_empty() {
+            c.error(key.clone(), "at least one sink is required", Some(format!("defined: {defined}")));
+        }
+        for (j, n) in names.iter().enumerate() {
+            match sinks.iter().position(|s| &s.name == n) {
+                Some(i) => out.push(i),
+                None => c.error(
+                    format!("{key}[{j}]"),
+                    format!("no sink named {n:?}"),
+                    Some(format!("defined: {defined}")),
+                ),
+            }
+        }
+        out
+    };
+    let mut rules = Vec::new();
+    for (i, r) in rules_raw.iter().enumerate() {
+        if let Some(s) = &r.source {
+            if !sources.iter().any(|src| &src.name == s) {
+                c.error(
+                    format!("routes[{i}].source"),
+                    format!("no source named {s:?}"),
+                    Some(format!(
+                        "defined: {}",
+                        sources.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+                    )),
+                );
+            }
+        }
+        let mut types = Vec::new();
+        for (j, t) in r.types.clone().unwrap_or_else(|| vec!["**".into()]).iter().enumerate() {
+            match Pattern::compile(t) {
+                Ok(p) => types.push(p),
+                Err(m) => c.error(
+                    format!("routes[{i}].types[{j}]"),
+                    format!("bad pattern: {m}"),
+                    Some("segments are separated by '.'; '*' = one segment, '**' = one or more (last only)".into()),
+                ),
+            }
+        }
+        let sink_ids = resolve(c, format!("routes[{i}].sinks"), &r.sinks);
+        rules.push(Rule {
+            source: r.source.clone(),
+            types,
+            sinks: sink_ids,
+        });
+    }
+    let unmatched_raw: UnmatchedRaw = if top.contains_key("unmatched") {
+        c.extract("unmatched")?
+    } else {
+        UnmatchedRaw { policy: None, sinks: None }
+    };
+    let unmatched = match unmatched_raw.policy.as_deref() {
+        None | Some("drop") => {
+            if unmatched_raw.sinks.is_some() {
+                c.error("unmatched.sinks", "only used with policy = \"route\"", None);
+            }
+            Unmatched::Drop
+        }
+        Some("route") => Unmatched::Route(resolve(
+            c,
+            "unmatched.sinks".into(),
+            unmatched_raw.sinks.as_deref().unwrap_or_default(),
+        )),
+        Some(other) => {
+            c.error(
+                "unmatched.policy",
+                format!("unknown policy {other:?}"),
+                Some("one of: drop, route".into()),
+            );
+            Unmatched::Drop
+        }
+    };
+    Some(Router::new(rules, unmatched))
+}
+
+fn check_dedup(c: &mut Checker<'_>, present: bool) -> Option<DedupConfig> {
+    let raw: DedupRaw = if present {
+        c.extract("dedup")?
+    } else {
+        DedupRaw { enabled: None, window: None, max_entries: None }
+    };
+    let max_entries = raw.max_entries.unwrap_or(100_000);
+    if max_entries == 0 {
+        c.error("dedup.max_entries", "must be above zero", Some("set enabled = false to turn dedup off".into()));
+    }
+    Some(DedupConfig {
+        enabled: raw.enabled.unwrap_or(true),
+        window: raw.window.map_or(Duration::from_secs(3600), |w| w.0),
+        max_entries,
+    })
+}
+
+/// Sink names by index, for logs.
+pub fn sink_names(config: &Config) -> BTreeMap<usize, String> {
+    config.sinks.iter().enumerate().map(|(i, s)| (i, s.name.clone())).collect()
+}

@@ -1,0 +1,104 @@
+//! The configuration file as written (serde, `deny_unknown_fields` everywhere). `validate()` in
+//! the parent module turns these into the checked [`super::Config`].
+
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+
+use super::secret::SecretRefs;
+use super::units::{ByteSize, HumanDuration};
+
+/// `[server]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerRaw {
+    /// Address the webhook listener binds. Default `127.0.0.1:8080`.
+    pub listen: Option<String>,
+    /// Separate listener for `/healthz`, `/readyz` (and later `/metrics`). Default: none, they
+    /// are served on `listen`.
+    pub admin_listen: Option<String>,
+    /// Largest request body accepted; bigger bodies get 413. Default `1MiB`.
+    pub body_limit: Option<ByteSize>,
+    /// Longest a request may take end to end (reading the body, verifying, publishing).
+    /// Default `10s`.
+    pub request_timeout: Option<HumanDuration>,
+    /// Deadline for one publish to one sink; must be below `request_timeout`. Default `5s`.
+    pub publish_timeout: Option<HumanDuration>,
+    /// How long a client may take to send the request headers. Default `10s`.
+    pub header_read_timeout: Option<HumanDuration>,
+    /// How long shutdown waits for in-flight requests. Default `30s`.
+    pub shutdown_timeout: Option<HumanDuration>,
+    /// `Retry-After` sent with 503 answers when no sink gave its own. Default `5s`.
+    pub retry_after: Option<HumanDuration>,
+    /// Most requests processed at once; more get 503 `overloaded`. Default `1024`.
+    pub max_in_flight: Option<usize>,
+}
+
+/// `[sources.NAME]`, without its `verify` table (read separately, by kind).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceRaw {
+    /// URL path the source listens on, e.g. `/webhooks/fic`. Required.
+    pub path: String,
+    /// What arrives: `cloudevents` (more kinds in later releases). Required.
+    pub kind: String,
+    /// The public URL providers call (used by kinds that check it). Optional.
+    pub public_url: Option<String>,
+    /// `sync` (answer after the sinks ack). Default `sync`.
+    pub delivery: Option<String>,
+    /// Verifier settings; shape depends on `kind`.
+    pub verify: Option<IgnoredAny>,
+}
+
+/// `[sources.NAME.verify]` for `kind = "cloudevents"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum CloudEventsVerifyRaw {
+    /// No verification. Only allowed on a loopback listener unless `allow_public = true`.
+    None {
+        /// Accept unauthenticated events on a non-loopback listener. Default `false`.
+        #[serde(default)]
+        allow_public: bool,
+    },
+    /// A static shared token, compared in constant time.
+    Token {
+        /// The accepted tokens (several during a rotation).
+        tokens: SecretRefs,
+        /// Header carrying the token. Default `authorization`, where it must be `Bearer <token>`;
+        /// any other header carries the bare token.
+        header: Option<String>,
+    },
+}
+
+/// `[[routes]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteRaw {
+    /// Only events from this source. Default: any source.
+    pub source: Option<String>,
+    /// Type patterns; `*` = one segment, `**` = one or more (last only). Default `["**"]`.
+    pub types: Option<Vec<String>>,
+    /// Sinks the matching events go to. Required, at least one.
+    pub sinks: Vec<String>,
+}
+
+/// `[unmatched]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnmatchedRaw {
+    /// `drop` (answer 202 `dropped`) or `route` (send to `sinks`). Default `drop`.
+    pub policy: Option<String>,
+    /// Sinks for unmatched events when `policy = "route"`.
+    pub sinks: Option<Vec<String>>,
+}
+
+/// `[dedup]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DedupRaw {
+    /// Answer re-sent events `duplicate` without publishing again. Default `true`.
+    pub enabled: Option<bool>,
+    /// How long an event id is remembered after it was delivered. Default `1h`.
+    pub window: Option<HumanDuration>,
+    /// Most ids remembered; the oldest are forgotten first. Default `100000`.
+    pub max_entries: Option<usize>,
+}

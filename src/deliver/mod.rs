@@ -1,0 +1,124 @@
+//! Delivery: dedup, routing and concurrent fan-out to the chosen sinks with a per-publish
+//! deadline. Sync mode: the answer waits for every receipt.
+
+pub mod dedup;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use hookbridge_sink_core::{Event, Receipt, SinkError, SinkHandle};
+
+use crate::route::{Decision, Router};
+use dedup::{Claim, Dedup};
+
+/// What happened to one event.
+#[derive(Debug)]
+pub enum EventOutcome {
+    /// Every chosen sink acked.
+    Delivered(Vec<Receipt>),
+    /// Already delivered; nothing published again.
+    Duplicate,
+    /// No route matched and the policy is `drop`.
+    Dropped,
+    /// At least one sink failed; `(sink name, error)` for each failure.
+    Failed(Vec<(String, SinkError)>),
+}
+
+impl EventOutcome {
+    /// The status name used in the JSON answer.
+    pub fn status(&self) -> &'static str {
+        match self {
+            EventOutcome::Delivered(_) => "delivered",
+            EventOutcome::Duplicate => "duplicate",
+            EventOutcome::Dropped => "dropped",
+            EventOutcome::Failed(f) if f.iter().any(|(_, e)| e.is_retryable()) => "sink_unavailable",
+            EventOutcome::Failed(_) => "sink_rejected",
+        }
+    }
+}
+
+/// The fan-out engine shared by every request.
+pub struct Deliverer {
+    sinks: Vec<SinkHandle>,
+    router: Router,
+    dedup: Option<Dedup>,
+    publish_timeout: Duration,
+}
+
+impl Deliverer {
+    /// A deliverer over `sinks` (indexed as the router's indices).
+    pub fn new(
+        sinks: Vec<SinkHandle>,
+        router: Router,
+        dedup: Option<Dedup>,
+        publish_timeout: Duration,
+    ) -> Self {
+        Deliverer {
+            sinks,
+            router,
+            dedup,
+            publish_timeout,
+        }
+    }
+
+    /// The sinks, by index.
+    pub fn sinks(&self) -> &[SinkHandle] {
+        &self.sinks
+    }
+
+    /// Delivers the events of one request concurrently; outcomes in request order.
+    pub async fn deliver_all(self: &Arc<Self>, source_name: &str, events: &[Event]) -> Vec<EventOutcome> {
+        join_all(events.iter().map(|e| self.deliver(source_name, e))).await
+    }
+
+    /// Delivers one event: dedup claim, route, fan-out, mark delivered only if every sink acked.
+    pub async fn deliver(&self, source_name: &str, event: &Event) -> EventOutcome {
+        let targets = match self.router.route(source_name, &event.ty) {
+            Decision::Drop => return EventOutcome::Dropped,
+            Decision::Sinks(s) => s,
+        };
+        let guard = match &self.dedup {
+            Some(d) => {
+                let key = (source_name.to_owned(), event.source.clone(), event.id.clone());
+                match d.claim(key).await {
+                    Claim::Duplicate => return EventOutcome::Duplicate,
+                    Claim::Owner(g) => Some(g),
+                }
+            }
+            None => None,
+        };
+        let results = join_all(targets.iter().filter_map(|&i| self.sinks.get(i)).map(|sink| self.publish_one(sink, event))).await;
+        let mut receipts = Vec::with_capacity(results.len());
+        let mut failures = Vec::new();
+        for (sink, result) in targets.iter().filter_map(|&i| self.sinks.get(i)).zip(results) {
+            match result {
+                Ok(r) => receipts.push(r),
+                Err(e) => failures.push((sink.name().to_owned(), e)),
+            }
+        }
+        if failures.is_empty() {
+            if let Some(g) = guard {
+                g.delivered();
+            }
+            EventOutcome::Delivered(receipts)
+        } else {
+            // The guard drops here: the id is released so the provider's retry publishes again.
+            EventOutcome::Failed(failures)
+        }
+    }
+
+    async fn publish_one(&self, sink: &SinkHandle, event: &Event) -> Result<Receipt, SinkError> {
+        let result = match tokio::time::timeout(self.publish_timeout, sink.publish(event)).await {
+            Ok(r) => r,
+            Err(_) => Err(SinkError::timeout(format!(
+                "no acknowledgement within {}",
+                humantime::format_duration(self.publish_timeout)
+            ))),
+        };
+        if let Err(e) = &result {
+            tracing::warn!(sink = %sink.name(), event_id = %event.id, error = %e, "publish failed");
+        }
+        result
+    }
+}

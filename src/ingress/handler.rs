@@ -1,0 +1,105 @@
+//! One webhook request through the pipeline: source lookup → in-flight slot → capped body →
+//! verify (raw bytes, before parsing) → normalise → deliver → answer.
+
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes};
+use futures_util::Stream;
+use http::{HeaderMap, Method, StatusCode};
+use serde_json::json;
+use warp::reply::Response;
+
+use super::body::read_capped;
+use super::reply::{self, ErrorReply};
+use crate::app::App;
+use crate::config::{SourceConfig, SourceKind};
+use crate::normalize::{self, cloudevents, Context};
+
+/// Handles any request to the main listener.
+pub async fn handle<S, B>(app: Arc<App>, method: Method, path: String, headers: HeaderMap, body: S) -> Response
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    let mut resp = match path.as_str() {
+        "/healthz" | "/readyz" if method != Method::GET && method != Method::HEAD => {
+            reply::error(&ErrorReply::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"))
+        }
+        "/healthz" => reply::json_response(StatusCode::OK, &json!({ "status": "ok" })),
+        "/readyz" => super::health::readyz(&app).await,
+        _ => match app.source_at(&path) {
+            None => reply::error(&ErrorReply::new(StatusCode::NOT_FOUND, "not_found")),
+            Some(source) => webhook(&app, &source, method, headers, body).await,
+        },
+    };
+    if app.is_shutting_down() {
+        reply::close_connection(&mut resp);
+    }
+    resp
+}
+
+async fn webhook<S, B>(app: &Arc<App>, source: &SourceConfig, method: Method, headers: HeaderMap, body: S) -> Response
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    let server = &app.config.server;
+    if method != Method::POST {
+        return reply::error(&ErrorReply::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"));
+    }
+    if app.is_shutting_down() {
+        return reply::error(&ErrorReply::unavailable("shutting_down", server.retry_after));
+    }
+    let Some(_permit) = app.try_enter() else {
+        tracing::warn!(source = %source.name, "too many requests in flight");
+        return reply::error(&ErrorReply::unavailable("overloaded", server.retry_after));
+    };
+    let work = async {
+        let body = read_capped(&headers, body, server.body_limit).await?;
+        process(app, source, &headers, body).await
+    };
+    match tokio::time::timeout(server.request_timeout, work).await {
+        Ok(Ok(resp)) => resp,
+        Ok(Err(e)) => {
+            tracing::info!(source = %source.name, status = e.status.as_u16(), code = e.code, "request refused");
+            reply::error(&e)
+        }
+        Err(_) => {
+            tracing::warn!(source = %source.name, "request timed out");
+            reply::error(&ErrorReply::unavailable("request_timeout", server.retry_after).message(format!(
+                "the request did not complete within {}",
+                humantime::format_duration(server.request_timeout)
+            )))
+        }
+    }
+}
+
+async fn process(app: &Arc<App>, source: &SourceConfig, headers: &HeaderMap, body: Bytes) -> Result<Response, ErrorReply> {
+    source
+        .verifier
+        .verify(headers, &body)
+        .map_err(|e| ErrorReply::unauthorized(e.code()))?;
+    let received = normalize::now_rfc3339();
+    let ctx = Context {
+        source_name: &source.name,
+        verifier: source.verifier.kind(),
+        received: &received,
+    };
+    let mut events = match source.kind {
+        SourceKind::CloudEvents => cloudevents::decode(headers, &body),
+    }
+    .map_err(|e| {
+        let mut r = ErrorReply::new(StatusCode::BAD_REQUEST, e.code).message(e.message);
+        r.field = e.field;
+        r
+    })?;
+    for e in &mut events {
+        normalize::stamp(e, &ctx);
+    }
+    let outcomes = app.deliverer.deliver_all(&source.name, &events).await;
+    for (e, o) in events.iter().zip(&outcomes) {
+        tracing::info!(source = %source.name, event_id = %e.id, event_type = %e.ty, outcome = o.status(), "event");
+    }
+    let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    Ok(reply::outcomes(&ids, &outcomes, app.config.server.retry_after))
+}

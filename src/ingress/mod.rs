@@ -1,0 +1,95 @@
+//! The HTTP ingress: one warp filter dispatching by path to the configured sources, served
+//! through hyper-util so we control header-read timeouts and graceful shutdown.
+//!
+//! Shutdown: once the signal fires, new webhook requests are answered 503 `shutting_down`
+//! (with `Connection: close`) while in-flight ones finish, up to `shutdown_timeout`; then the
+//! listener closes, open connections are closed, and sinks are flushed.
+
+mod body;
+mod handler;
+mod health;
+pub mod reply;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{HeaderMap, Method};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use warp::Filter;
+
+use crate::app::App;
+
+/// The warp filter for the main listener.
+pub fn routes(app: Arc<App>) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
+    warp::any()
+        .map(move || app.clone())
+        .and(warp::method())
+        .and(warp::path::full())
+        .and(warp::header::headers_cloned())
+        .and(warp::body::stream())
+        .then(|app: Arc<App>, method: Method, path: warp::path::FullPath, headers: HeaderMap, body| {
+            handler::handle(app, method, path.as_str().to_owned(), headers, body)
+        })
+        .recover(|_rejection: warp::Rejection| async {
+            // Nothing above rejects; keep a JSON answer anyway rather than warp's text default.
+            Ok::<_, std::convert::Infallible>(reply::error(&reply::ErrorReply::new(
+                http::StatusCode::NOT_FOUND,
+                "not_found",
+            )))
+        })
+        .unify()
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then drains and returns.
+pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    let service = warp::service(routes(app.clone()));
+    let graceful = GracefulShutdown::new();
+    let server = &app.config.server;
+    let drain = async {
+        shutdown.await;
+        tracing::info!("shutdown requested: refusing new events, draining in-flight requests");
+        app.begin_shutdown();
+        if !app.drain(server.shutdown_timeout).await {
+            tracing::warn!(timeout = ?server.shutdown_timeout, "in-flight requests did not finish in time");
+        }
+    };
+    let mut drain = std::pin::pin!(drain);
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut drain => break,
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let svc = TowerToHyperService::new(service.clone());
+                let mut builder = hyper::server::conn::http1::Builder::new();
+                builder.timer(TokioTimer::new()).header_read_timeout(server.header_read_timeout);
+                let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+        }
+    }
+    drop(listener);
+    // In-flight requests are done (or timed out); give idle keep-alive connections a moment.
+    if tokio::time::timeout(Duration::from_secs(2), graceful.shutdown()).await.is_err() {
+        tracing::debug!("some connections were still open at exit");
+    }
+    app.shutdown_sinks().await;
+    tracing::info!("stopped");
+}

@@ -1,0 +1,195 @@
+//! The one place that turns an outcome into an HTTP status and JSON body (design §3).
+//!
+//! Errors: `{"error": {"code", "field"?, "message"?}}`. Success:
+//! `{"status", "events": [{"id", "status", "receipts": [...]}]}`. 503 always carries
+//! `Retry-After`. Never 3xx, 410, 411 or 429: providers such as FIC drop or delete on those.
+
+use std::time::Duration;
+
+use http::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_TYPE, RETRY_AFTER};
+use http::StatusCode;
+use serde_json::{json, Value};
+use warp::reply::Response;
+
+use crate::deliver::EventOutcome;
+
+/// An error answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErrorReply {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Reason code.
+    pub code: &'static str,
+    /// Offending field, if any.
+    pub field: Option<String>,
+    /// Human-readable detail (never secret).
+    pub message: Option<String>,
+    /// For 503: when to retry.
+    pub retry_after: Option<Duration>,
+}
+
+impl ErrorReply {
+    /// An error with `status` and `code`.
+    pub fn new(status: StatusCode, code: &'static str) -> Self {
+        ErrorReply {
+            status,
+            code,
+            field: None,
+            message: None,
+            retry_after: None,
+        }
+    }
+
+    /// 400 `malformed`.
+    pub fn malformed(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "malformed").message(message)
+    }
+
+    /// 401 with a verification reason code.
+    pub fn unauthorized(code: &'static str) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, code)
+    }
+
+    /// 413 `body_too_large`.
+    pub fn too_large(limit: u64) -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+            .message(format!("the body exceeds {limit} bytes"))
+    }
+
+    /// 503 with `code` and a `Retry-After`.
+    pub fn unavailable(code: &'static str, retry_after: Duration) -> Self {
+        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, code);
+        e.retry_after = Some(retry_after);
+        e
+    }
+
+    /// Adds the offending field.
+    pub fn field(mut self, field: Option<String>) -> Self {
+        self.field = field;
+        self
+    }
+
+    /// Adds a message.
+    pub fn message(mut self, message: impl Into<String>) -> Self {
+        self.message = Some(message.into());
+        self
+    }
+}
+
+/// A JSON response with `status`.
+pub fn json_response(status: StatusCode, body: &Value) -> Response {
+    let mut resp = Response::new(serde_json::to_vec(body).unwrap_or_default().into());
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// Renders an error answer.
+pub fn error(e: &ErrorReply) -> Response {
+    let mut body = json!({ "code": e.code });
+    if let Some(f) = &e.field {
+        body["field"] = json!(f);
+    }
+    if let Some(m) = &e.message {
+        body["message"] = json!(m);
+    }
+    let mut resp = json_response(e.status, &json!({ "error": body }));
+    if let Some(after) = e.retry_after {
+        let secs = after.as_secs_f64().ceil().max(1.0) as u64;
+        resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+    if e.status == StatusCode::METHOD_NOT_ALLOWED {
+        resp.headers_mut().insert(ALLOW, HeaderValue::from_static("POST"));
+    }
+    resp
+}
+
+/// Renders the answer for the outcomes of one request's events (`ids` in the same order).
+///
+/// The request is answered as a whole: any retryable failure → 503 `sink_unavailable` (even if
+/// another sink failed permanently); else any permanent failure → 500 `sink_rejected`; else the
+/// top-level status is the first of `delivered`, `dropped`, `duplicate` any event has.
+pub fn outcomes(ids: &[&str], outcomes: &[EventOutcome], default_retry_after: Duration) -> Response {
+    let mut retryable = false;
+    let mut permanent = false;
+    let mut retry_after: Option<Duration> = None;
+    for o in outcomes {
+        if let EventOutcome::Failed(failures) = o {
+            for (_, e) in failures {
+                if e.is_retryable() {
+                    retryable = true;
+                    if let Some(after) = e.retry_after() {
+                        retry_after = Some(retry_after.map_or(after, |r| r.max(after)));
+                    }
+                } else {
+                    permanent = true;
+                }
+            }
+        }
+    }
+    let events: Vec<Value> = ids
+        .iter()
+        .zip(outcomes)
+        .map(|(id, o)| event_entry(id, o))
+        .collect();
+    if retryable || permanent {
+        let e = if retryable {
+            ErrorReply::unavailable("sink_unavailable", retry_after.unwrap_or(default_retry_after))
+        } else {
+            ErrorReply::new(StatusCode::INTERNAL_SERVER_ERROR, "sink_rejected")
+        };
+        let summary = failure_summary(outcomes);
+        let mut resp = error(&e);
+        // Keep the per-event detail next to the error so operators see which sink failed.
+        let body = json!({ "error": { "code": e.code, "message": summary }, "events": events });
+        *resp.body_mut() = serde_json::to_vec(&body).unwrap_or_default().into();
+        return resp;
+    }
+    let order = ["delivered", "spooled", "dead_lettered", "dropped", "duplicate"];
+    let status = order
+        .iter()
+        .find(|s| outcomes.iter().any(|o| o.status() == **s))
+        .copied()
+        .unwrap_or("delivered");
+    let code = match status {
+        "spooled" | "dropped" => StatusCode::ACCEPTED,
+        _ => StatusCode::OK,
+    };
+    json_response(code, &json!({ "status": status, "events": events }))
+}
+
+fn event_entry(id: &str, o: &EventOutcome) -> Value {
+    let mut v = json!({ "id": id, "status": o.status() });
+    match o {
+        EventOutcome::Delivered(receipts) => v["receipts"] = json!(receipts),
+        EventOutcome::Failed(failures) => {
+            v["errors"] = failures
+                .iter()
+                .map(|(sink, e)| json!({ "sink": sink, "kind": e.kind().as_str(), "message": e.to_string() }))
+                .collect();
+        }
+        EventOutcome::Duplicate | EventOutcome::Dropped => {}
+    }
+    v
+}
+
+fn failure_summary(outcomes: &[EventOutcome]) -> String {
+    let mut sinks: Vec<&str> = Vec::new();
+    for o in outcomes {
+        if let EventOutcome::Failed(f) = o {
+            for (s, _) in f {
+                if !sinks.contains(&s.as_str()) {
+                    sinks.push(s);
+                }
+            }
+        }
+    }
+    format!("publish failed on sink(s): {}", sinks.join(", "))
+}
+
+/// Marks a response as the last on its connection (used while shutting down).
+pub fn close_connection(resp: &mut Response) {
+    resp.headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+}

@@ -1,0 +1,87 @@
+//! The sink registry: the one place that knows every sink `type`. Each sink crate exports its
+//! config type and a constructor; adding a sink means adding one variant and one arm here.
+
+use std::sync::Arc;
+
+use hookbridge_sink_core::{BlackholeConfig, BlackholeSink, SinkHandle};
+use hookbridge_sink_file::{FileConfig, FileSink};
+use serde::Deserialize;
+
+/// Every sink type hookbridge knows, and whether this build includes it.
+pub const SINK_TYPES: &[(&str, bool)] = &[
+    ("file", true),
+    ("blackhole", true),
+    ("kafka", false),
+    ("rabbitmq", false),
+    ("nats", false),
+    ("http", false),
+];
+
+/// `[sinks.NAME]`, dispatched on its `type` key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum SinkSpec {
+    /// JSON Lines file or stdout.
+    File(FileConfig),
+    /// Acks and discards.
+    Blackhole(BlackholeConfig),
+}
+
+impl SinkSpec {
+    /// The `type` name.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            SinkSpec::File(_) => "file",
+            SinkSpec::Blackhole(_) => "blackhole",
+        }
+    }
+
+    /// Pure validation: `(key relative to the sink table, message)` pairs.
+    pub fn validate(&self) -> Vec<(String, String)> {
+        match self {
+            SinkSpec::File(c) => c
+                .validate()
+                .into_iter()
+                .map(|(k, m)| (k.to_owned(), m))
+                .collect(),
+            SinkSpec::Blackhole(_) => Vec::new(),
+        }
+    }
+
+    /// Builds the sink. Construction does no network IO: sinks connect lazily, so hookbridge
+    /// starts while a broker is down.
+    pub fn build(&self, name: &str) -> SinkHandle {
+        match self {
+            SinkSpec::File(c) => Arc::new(FileSink::new(name, c.clone())),
+            SinkSpec::Blackhole(c) => Arc::new(BlackholeSink::new(name, c)),
+        }
+    }
+}
+
+/// Checks a `type` value before the table is parsed, so an unknown or not-compiled-in type gets a
+/// precise message instead of a generic "unknown variant".
+pub fn check_type(ty: &str) -> Result<(), (String, String)> {
+    match SINK_TYPES.iter().find(|(name, _)| *name == ty) {
+        Some((_, true)) => Ok(()),
+        Some((_, false)) => Err((
+            format!("sink type {ty:?} is not compiled into this build"),
+            format!(
+                "this hookbridge was built without the {ty:?} sink; available here: {}",
+                available()
+            ),
+        )),
+        None => Err((
+            format!("unknown sink type {ty:?}"),
+            format!("one of {}", available()),
+        )),
+    }
+}
+
+fn available() -> String {
+    SINK_TYPES
+        .iter()
+        .filter(|(_, on)| *on)
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
