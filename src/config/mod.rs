@@ -267,7 +267,10 @@ fn key_and_hint(e: &figment::Error, prefix: &str) -> (String, Option<String>) {
         _ => (None, None),
     };
     if let Some(extra) = extra {
-        parts.push(extra);
+        // Some deserializers already put the offending field at the end of the path.
+        if parts.last() != Some(&extra) {
+            parts.push(extra);
+        }
     }
     (parts.join("."), hint)
 }
@@ -451,20 +454,24 @@ fn check_sources(
             Some("add a [sources.NAME] table with path, kind and verify".into()),
         );
     }
+    let mut paths: Vec<(String, String)> = Vec::new();
     for name in names {
         let key = format!("sources.{name}");
         let Some(raw) = c.extract::<SourceRaw>(&key) else {
             continue;
         };
-        if let Some(source) = check_source(c, &key, name, raw, server) {
-            if let Some(other) = sources.iter().find(|s| s.path == source.path) {
-                c.error(
-                    format!("{key}.path"),
-                    format!("path {:?} is already used by source {:?}", source.path, other.name),
-                    None,
-                );
-                continue;
-            }
+        let duplicate = paths.iter().find(|(p, _)| *p == raw.path).map(|(_, n)| n.clone());
+        if let Some(other) = &duplicate {
+            c.error(
+                format!("{key}.path"),
+                format!("path {:?} is already used by source {other:?}", raw.path),
+                None,
+            );
+        } else {
+            paths.push((raw.path.clone(), name.clone()));
+        }
+        let checked = check_source(c, &key, name, raw, server);
+        if let (Some(source), None) = (checked, duplicate) {
             sources.push(source);
         }
     }

@@ -1,0 +1,216 @@
+//! Configuration loading and validation: every kind of error names its file and key.
+
+use std::io::Write;
+use std::process::Command;
+
+use hookbridge::config::{self, ConfigErrors};
+
+const BASE: &str = r#"
+[sources.ce]
+path = "/events"
+kind = "cloudevents"
+verify = { kind = "none" }
+
+[sinks.out]
+type = "blackhole"
+
+[[routes]]
+sinks = ["out"]
+"#;
+
+fn write(text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::Builder::new().suffix(".toml").tempfile().expect("temp file");
+    f.write_all(text.as_bytes()).expect("write");
+    f
+}
+
+/// Loads `text` from a real file and returns its errors.
+fn errors(text: &str) -> (ConfigErrors, String) {
+    let f = write(text);
+    let path = f.path().display().to_string();
+    let errs = config::load(Some(f.path())).expect_err("config must be rejected");
+    (errs, path)
+}
+
+fn assert_error(errs: &ConfigErrors, file: &str, key: &str, needle: &str) {
+    let found = errs.0.iter().find(|e| e.key == key);
+    let Some(e) = found else {
+        panic!("no error for key {key:?} in:\n{errs}");
+    };
+    assert_eq!(e.origin, file, "origin of {key}");
+    let text = e.to_string();
+    assert!(text.contains(needle), "{text:?} should contain {needle:?}");
+    assert!(text.starts_with(file), "{text:?} should start with the file name");
+    assert!(text.contains(key), "{text:?} should name the key");
+}
+
+#[test]
+fn example_config_parses_and_validates() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config.toml.example");
+    let c = config::load(Some(std::path::Path::new(path))).unwrap_or_else(|e| panic!("{e}"));
+    assert!(!c.sources.is_empty());
+    assert!(!c.sinks.is_empty());
+}
+
+#[test]
+fn builtin_default_is_valid() {
+    let c = config::load(None).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.origin, "built-in default");
+    assert_eq!(c.sources[0].path, "/events");
+    assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+}
+
+#[test]
+fn unknown_keys_at_every_level() {
+    let text = format!(
+        "{BASE}\n[server]\nlisten = \"127.0.0.1:0\"\nlisen = 1\n[sinks.two]\ntype = \"file\"\npath = \"x.jsonl\"\nfsyncc = true\n[extra]\na = 1\n"
+    );
+    let (errs, file) = errors(&text);
+    assert_error(&errs, &file, "server.lisen", "unknown key `lisen`");
+    assert_error(&errs, &file, "sinks.two.fsyncc", "unknown key `fsyncc`");
+    assert_error(&errs, &file, "extra", "unknown key `extra`");
+    // Every error is reported, not only the first.
+    assert!(errs.0.len() >= 3, "{errs}");
+}
+
+#[test]
+fn unknown_sink_in_route_lists_defined_sinks() {
+    let text = BASE.replace("sinks = [\"out\"]", "sinks = [\"out\", \"kafka2\"]");
+    let (errs, file) = errors(&text);
+    assert_error(&errs, &file, "routes[0].sinks[1]", "no sink named \"kafka2\"");
+    assert!(errs.to_string().contains("defined: out"), "{errs}");
+}
+
+#[test]
+fn bad_patterns_are_reported_per_entry() {
+    let text = BASE.replace("sinks = [\"out\"]", "types = [\"a.**.b\", \"ok.*\", \"x*\"]\nsinks = [\"out\"]");
+    let (errs, file) = errors(&text);
+    assert_error(&errs, &file, "routes[0].types[0]", "'**' may only be the last segment");
+    assert_error(&errs, &file, "routes[0].types[2]", "whole segments");
+    assert!(!errs.has_key("routes[0].types[1]"));
+}
+
+#[test]
+fn unreadable_secret_file() {
+    let text = BASE.replace(
+        "verify = { kind = \"none\" }",
+        "verify = { kind = \"token\", tokens = [{ file = \"/nonexistent/token\" }] }",
+    );
+    let (errs, file) = errors(&text);
+    assert_error(&errs, &file, "sources.ce.verify.tokens", "cannot read secret file /nonexistent/token");
+}
+
+#[test]
+fn unset_secret_env_var() {
+    let text = BASE.replace(
+        "verify = { kind = \"none\" }",
+        "verify = { kind = \"token\", tokens = { env = \"HOOKBRIDGE_TEST_SURELY_UNSET\" } }",
+    );
+    let (errs, file) = errors(&text);
+    assert_error(&errs, &file, "sources.ce.verify.tokens", "HOOKBRIDGE_TEST_SURELY_UNSET is not set");
+}
+
+#[test]
+fn bad_values_and_types() {
+    let text = format!(
+        "{BASE}\n[server]\nlisten = \"nowhere\"\nbody_limit = \"lots\"\nrequest_timeout = \"soon\"\n[unmatched]\npolicy = \"keep\"\n"
+    );
+    let (errs, file) = errors(&text);
+    // The first serde error in [server] stops that table; its key is named.
+    assert!(
+        errs.has_key("server.body_limit") || errs.has_key("server.request_timeout"),
+        "{errs}"
+    );
+    assert_error(&errs, &file, "unmatched.policy", "unknown policy \"keep\"");
+    let text = format!("{BASE}\n[server]\nlisten = \"nowhere\"\n");
+    let (errs, file) = errors(&text);
+    assert_error(&errs, &file, "server.listen", "invalid address \"nowhere\"");
+}
+
+#[test]
+fn sink_types() {
+    let text = format!("{BASE}\n[sinks.k]\ntype = \"kafka\"\n[sinks.z]\ntype = \"zeromq\"\n[sinks.n]\npath = \"x\"\n");
+    let (errs, file) = errors(&text);
+    assert_error(&errs, &file, "sinks.k.type", "not compiled into this build");
+    assert_error(&errs, &file, "sinks.z.type", "unknown sink type \"zeromq\"");
+    assert_error(&errs, &file, "sinks.n.type", "missing required key `type`");
+}
+
+#[test]
+fn sources_need_a_verifier_and_valid_paths() {
+    let text = BASE.replace("verify = { kind = \"none\" }\n", "")
+        + "\n[sources.b]\npath = \"/events\"\nkind = \"cloudevents\"\nverify = { kind = \"none\" }\n"
+        + "\n[sources.c]\npath = \"healthz\"\nkind = \"github\"\nverify = { kind = \"nope\" }\n";
+    let (errs, file) = errors(&text);
+    assert_error(&errs, &file, "sources.ce.verify", "missing verifier configuration");
+    assert_error(&errs, &file, "sources.c.path", "invalid path");
+    assert_error(&errs, &file, "sources.c.kind", "not supported by this version yet");
+    // [sources.b] and [sources.ce] share /events; whichever comes second is reported.
+    assert!(errs.to_string().contains("is already used by source"), "{errs}");
+}
+
+#[test]
+fn none_verifier_on_public_listener_needs_opt_in() {
+    let text = format!("{BASE}\n[server]\nlisten = \"0.0.0.0:8080\"\n");
+    let (errs, file) = errors(&text);
+    assert_error(&errs, &file, "sources.ce.verify.kind", "accepts events from anyone");
+    let ok = text.replace("verify = { kind = \"none\" }", "verify = { kind = \"none\", allow_public = true }");
+    config::from_toml_str(&ok, "inline").unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn toml_syntax_error_names_the_file() {
+    let (errs, file) = errors("[server\nlisten = 1");
+    let text = errs.to_string();
+    assert!(text.contains(&file), "{text}");
+}
+
+#[test]
+fn missing_file_is_an_error() {
+    let errs = config::load(Some(std::path::Path::new("/nonexistent/hookbridge.toml"))).expect_err("missing");
+    assert!(errs.to_string().contains("/nonexistent/hookbridge.toml"), "{errs}");
+}
+
+#[test]
+fn publish_timeout_must_fit_in_request_timeout() {
+    let text = format!("{BASE}\n[server]\nrequest_timeout = \"2s\"\npublish_timeout = \"3s\"\n");
+    let (errs, file) = errors(&text);
+    assert_error(&errs, &file, "server.publish_timeout", "must be shorter than server.request_timeout");
+}
+
+fn check(path: &std::path::Path, env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookbridge"));
+    cmd.arg("check").arg("--config").arg(path);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run hookbridge check")
+}
+
+#[test]
+fn check_command_exit_codes_and_env_overrides() {
+    let good = write(BASE);
+    let out = check(good.path(), &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // An environment override is applied (and validated, naming the variable).
+    let out = check(good.path(), &[("HOOKBRIDGE_SERVER__LISTEN", "not-an-address")]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("HOOKBRIDGE_SERVER__LISTEN"), "{stderr}");
+    assert!(stderr.contains("server.listen"), "{stderr}");
+
+    // A valid override passes, and one that fixes a broken file makes it valid.
+    let out = check(good.path(), &[("HOOKBRIDGE_SERVER__LISTEN", "127.0.0.1:9999")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let broken = write(&BASE.replace("type = \"blackhole\"", "type = \"nope\""));
+    let out = check(broken.path(), &[("HOOKBRIDGE_SINKS__OUT__TYPE", "blackhole")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // Several errors: all printed, exit non-zero.
+    let bad = write(&format!("{BASE}\n[server]\nlisen = 1\n[extra]\n"));
+    let out = check(bad.path(), &[]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("2 configuration errors"), "{stderr}");
+}
