@@ -1,6 +1,9 @@
 //! The `file` sink: each event as one line of CloudEvents structured JSON (JSON Lines), appended to
 //! a file or written to stdout.
 //!
+//! JSON `data` is embedded verbatim, except that line breaks in its (insignificant) whitespace
+//! become spaces so every event stays on one line.
+//!
 //! "Delivered" means the line was written and, unless `fsync = false`, `fsync`ed before
 //! [`Sink::publish`] returns — so a 2xx answered for it survives a power cut. Writes are serialised
 //! through one lock so lines never interleave.
@@ -123,6 +126,14 @@ impl Sink for FileSink {
 
     async fn publish(&self, event: &Event) -> Result<Receipt, SinkError> {
         let mut line = event.to_structured_json();
+        // JSON Lines needs one line per event. The envelope's own JSON has no raw line breaks;
+        // embedded JSON data may, but only as insignificant whitespace (JSON strings cannot hold
+        // raw control characters), so a space keeps the value and the length unchanged.
+        for b in &mut line {
+            if *b == b'\n' || *b == b'\r' {
+                *b = b' ';
+            }
+        }
         line.push(b'\n');
         // One lock for write + fsync: lines never interleave, and the offset in the receipt is
         // exactly where this line starts.

@@ -1,0 +1,219 @@
+//! Shared helpers for end-to-end tests: hookbridge in-process on 127.0.0.1:0, test sinks, raw
+//! HTTP for the requests reqwest will not send (chunked bodies, slow bodies).
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use hookbridge::app::App;
+use hookbridge::sink::{Event, Receipt, Sink, SinkError, SinkHandle};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+/// A running in-process hookbridge.
+pub struct Running {
+    pub addr: std::net::SocketAddr,
+    pub app: Arc<App>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Signals shutdown and waits for the server to return.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("server stops in time")
+            .expect("server task");
+    }
+
+    /// Sends the shutdown signal without waiting.
+    pub fn signal_stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    pub async fn join(self) {
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("server stops in time")
+            .expect("server task");
+    }
+}
+
+/// Starts hookbridge with `toml` (listen is forced to 127.0.0.1:0) and sink overrides.
+pub async fn start(toml: &str, overrides: Vec<(&str, SinkHandle)>) -> Running {
+    let config = hookbridge::config::from_toml_str(toml, "test.toml").unwrap_or_else(|e| panic!("{e}"));
+    let app = App::build_with(
+        config,
+        overrides.into_iter().map(|(n, s)| (n.to_owned(), s)).collect(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(hookbridge::ingress::serve(app.clone(), listener, async {
+        let _ = rx.await;
+    }));
+    Running {
+        addr,
+        app,
+        stop: Some(tx),
+        task,
+    }
+}
+
+/// Records every event it acks.
+#[derive(Default)]
+pub struct MemorySink {
+    pub name: String,
+    pub events: Mutex<Vec<Event>>,
+}
+
+impl MemorySink {
+    pub fn new(name: &str) -> Arc<Self> {
+        Arc::new(MemorySink {
+            name: name.to_owned(),
+            events: Mutex::new(Vec::new()),
+        })
+    }
+    pub fn ids(&self) -> Vec<String> {
+        self.events.lock().expect("lock").iter().map(|e| e.id.clone()).collect()
+    }
+}
+
+#[async_trait]
+impl Sink for MemorySink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+    async fn publish(&self, event: &Event) -> Result<Receipt, SinkError> {
+        let mut events = self.events.lock().expect("lock");
+        events.push(event.clone());
+        Ok(Receipt::new(&self.name).with("index", events.len() - 1))
+    }
+    async fn health(&self) -> Result<(), SinkError> {
+        Ok(())
+    }
+    async fn shutdown(&self) {}
+}
+
+/// Fails its first `failures` publishes with `make_error`, then delegates to a memory sink.
+pub struct FailingSink {
+    pub inner: Arc<MemorySink>,
+    pub failures: AtomicUsize,
+    pub make_error: fn() -> SinkError,
+    pub delay: Duration,
+}
+
+impl FailingSink {
+    pub fn new(name: &str, failures: usize, make_error: fn() -> SinkError) -> Arc<Self> {
+        Arc::new(FailingSink {
+            inner: MemorySink::new(name),
+            failures: AtomicUsize::new(failures),
+            make_error,
+            delay: Duration::ZERO,
+        })
+    }
+    pub fn slow(name: &str, delay: Duration) -> Arc<Self> {
+        Arc::new(FailingSink {
+            inner: MemorySink::new(name),
+            failures: AtomicUsize::new(0),
+            make_error: || SinkError::unavailable("unused"),
+            delay,
+        })
+    }
+}
+
+#[async_trait]
+impl Sink for FailingSink {
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+    fn kind(&self) -> &'static str {
+        "failing"
+    }
+    async fn publish(&self, event: &Event) -> Result<Receipt, SinkError> {
+        tokio::time::sleep(self.delay).await;
+        let fail = self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if fail {
+            return Err((self.make_error)());
+        }
+        self.inner.publish(event).await
+    }
+    async fn health(&self) -> Result<(), SinkError> {
+        if self.failures.load(Ordering::SeqCst) > 0 {
+            return Err((self.make_error)());
+        }
+        Ok(())
+    }
+    async fn shutdown(&self) {}
+}
+
+/// Sends raw bytes and reads the whole response (the server closes or answers with a length).
+pub async fn raw_request(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request).await.expect("write");
+    read_response(&mut stream).await
+}
+
+/// Reads one HTTP/1.1 response (head + Content-Length body).
+pub async fn read_response(stream: &mut TcpStream) -> String {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk))
+            .await
+            .expect("response in time")
+            .unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf);
+        if let Some(head_end) = text.find("\r\n\r\n") {
+            let len = text[..head_end]
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            if buf.len() >= head_end + 4 + len {
+                break;
+            }
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// Status code of a raw response.
+pub fn status_of(response: &str) -> u16 {
+    response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {response:?}"))
+}
+
+/// JSON body of a raw response.
+pub fn body_of(response: &str) -> serde_json::Value {
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {response:?}"))
+}
