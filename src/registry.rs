@@ -39,11 +39,7 @@ impl SinkSpec {
     /// Pure validation: `(key relative to the sink table, message)` pairs.
     pub fn validate(&self) -> Vec<(String, String)> {
         match self {
-            SinkSpec::File(c) => c
-                .validate()
-                .into_iter()
-                .map(|(k, m)| (k.to_owned(), m))
-                .collect(),
+            SinkSpec::File(c) => c.validate().into_iter().map(|(k, m)| (k.to_owned(), m)).collect(),
             SinkSpec::Blackhole(_) => Vec::new(),
         }
     }

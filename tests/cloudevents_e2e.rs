@@ -49,7 +49,10 @@ impl FileSetup {
     }
     fn lines(&self) -> Vec<Value> {
         match std::fs::read_to_string(&self.path) {
-            Ok(t) => t.lines().map(|l| serde_json::from_str(l).expect("json line")).collect(),
+            Ok(t) => t
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("json line"))
+                .collect(),
             Err(_) => Vec::new(),
         }
     }
@@ -128,8 +131,12 @@ async fn multi_line_json_data_stays_one_line_in_the_file() {
     let f = FileSetup::new();
     let hb = start(&file_config(&f.path, ""), vec![]).await;
     let data = "{\n  \"a\": 1,\r\n  \"b\": \"x\"\n}";
-    let (status, body, _) =
-        send(binary(&hb.url("/events"), "ml-1", "t").header("content-type", "application/json").body(data)).await;
+    let (status, body, _) = send(
+        binary(&hb.url("/events"), "ml-1", "t")
+            .header("content-type", "application/json")
+            .body(data),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let raw = f.raw();
     assert_eq!(raw.lines().count(), 1, "{raw}");
@@ -186,7 +193,10 @@ async fn error_rows_answer_their_code_and_write_nothing() {
     let url = hb.url("/events");
     let cases: Vec<(reqwest::RequestBuilder, u16, &str, Option<&str>)> = vec![
         (
-            client().post(&url).header("content-type", "application/cloudevents+json").body("{not json"),
+            client()
+                .post(&url)
+                .header("content-type", "application/cloudevents+json")
+                .body("{not json"),
             400,
             "malformed",
             None,
@@ -207,7 +217,12 @@ async fn error_rows_answer_their_code_and_write_nothing() {
             "malformed",
             Some("subject"),
         ),
-        (binary(&url, "x", "t").body("x".repeat(65)), 413, "body_too_large", None),
+        (
+            binary(&url, "x", "t").body("x".repeat(65)),
+            413,
+            "body_too_large",
+            None,
+        ),
         (binary(&hb.url("/secured"), "x", "t"), 401, "missing_token", None),
         (
             binary(&hb.url("/secured"), "x", "t").header("authorization", "Bearer wrong"),
@@ -285,10 +300,20 @@ async fn duplicate_is_answered_and_written_once() {
     // Concurrent duplicates: exactly one is published.
     let reqs = (0..8).map(|_| send(binary(&url, "dup-2", "t").body("{}")));
     let results = futures_util::future::join_all(reqs).await;
-    let delivered = results.iter().filter(|(_, b, _)| b["status"] == "delivered").count();
-    let duplicate = results.iter().filter(|(_, b, _)| b["status"] == "duplicate").count();
+    let delivered = results
+        .iter()
+        .filter(|(_, b, _)| b["status"] == "delivered")
+        .count();
+    let duplicate = results
+        .iter()
+        .filter(|(_, b, _)| b["status"] == "duplicate")
+        .count();
     assert_eq!((delivered, duplicate), (1, 7));
-    let ids: Vec<String> = f.lines().iter().filter_map(|l| l["id"].as_str().map(str::to_owned)).collect();
+    let ids: Vec<String> = f
+        .lines()
+        .iter()
+        .filter_map(|l| l["id"].as_str().map(str::to_owned))
+        .collect();
     assert_eq!(ids.iter().filter(|i| *i == "dup-1").count(), 2);
     assert_eq!(ids.iter().filter(|i| *i == "dup-2").count(), 1);
     hb.stop().await;
@@ -315,7 +340,14 @@ async fn retryable_failure_is_503_and_a_retry_publishes() {
         SinkError::unavailable("broker down").with_retry_after(Duration::from_secs(7))
     });
     let good = MemorySink::new("b");
-    let hb = start(TWO_SINKS, vec![("a", flaky.clone() as SinkHandle), ("b", good.clone() as SinkHandle)]).await;
+    let hb = start(
+        TWO_SINKS,
+        vec![
+            ("a", flaky.clone() as SinkHandle),
+            ("b", good.clone() as SinkHandle),
+        ],
+    )
+    .await;
     let url = hb.url("/events");
     let (status, body, headers) = send(binary(&url, "r-1", "t").body("{}")).await;
     assert_eq!(status, 503, "{body}");
@@ -334,14 +366,26 @@ async fn permanent_failure_is_500_and_mixed_failures_are_503() {
     let rejecting = FailingSink::new("a", 1, || SinkError::rejected("too large for the broker"));
     let hb = start(TWO_SINKS, vec![("a", rejecting as SinkHandle)]).await;
     let (status, body, _) = send(binary(&hb.url("/events"), "p-1", "t").body("{}")).await;
-    assert_eq!((status, &body["error"]["code"]), (500, &json!("sink_rejected")), "{body}");
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (500, &json!("sink_rejected")),
+        "{body}"
+    );
     hb.stop().await;
 
     let rejecting = FailingSink::new("a", 1, || SinkError::rejected("no"));
     let down = FailingSink::new("b", 1, || SinkError::unavailable("down"));
-    let hb = start(TWO_SINKS, vec![("a", rejecting as SinkHandle), ("b", down as SinkHandle)]).await;
+    let hb = start(
+        TWO_SINKS,
+        vec![("a", rejecting as SinkHandle), ("b", down as SinkHandle)],
+    )
+    .await;
     let (status, body, headers) = send(binary(&hb.url("/events"), "p-2", "t").body("{}")).await;
-    assert_eq!((status, &body["error"]["code"]), (503, &json!("sink_unavailable")), "{body}");
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (503, &json!("sink_unavailable")),
+        "{body}"
+    );
     assert_eq!(headers["retry-after"], "5", "default retry_after");
     hb.stop().await;
 }
@@ -353,7 +397,11 @@ async fn slow_sink_hits_the_publish_deadline_with_503() {
     let hb = start(&cfg, vec![("a", slow as SinkHandle)]).await;
     let started = std::time::Instant::now();
     let (status, body, _) = send(binary(&hb.url("/events"), "slow-1", "t").body("{}")).await;
-    assert_eq!((status, &body["error"]["code"]), (503, &json!("sink_unavailable")), "{body}");
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (503, &json!("sink_unavailable")),
+        "{body}"
+    );
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(body["events"][0]["errors"][0]["kind"], "timeout", "{body}");
     hb.stop().await;
@@ -368,7 +416,11 @@ async fn overload_is_503_overloaded() {
     let first = tokio::spawn(send(binary(&url, "o-1", "t").body("{}")));
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (status, body, headers) = send(binary(&url, "o-2", "t").body("{}")).await;
-    assert_eq!((status, &body["error"]["code"]), (503, &json!("overloaded")), "{body}");
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (503, &json!("overloaded")),
+        "{body}"
+    );
     assert!(headers.contains_key("retry-after"));
     let (status, _, _) = first.await.expect("join");
     assert_eq!(status, 200);
@@ -408,8 +460,15 @@ sinks = ["other_only"]
 
 #[tokio::test]
 async fn routing_wildcards_union_and_unmatched_policies() {
-    let sinks: Vec<_> = ["created", "all_fic", "other_only", "fallback"].map(MemorySink::new).into();
-    let overrides = || sinks.iter().map(|s| (s.name.as_str(), s.clone() as SinkHandle)).collect::<Vec<_>>();
+    let sinks: Vec<_> = ["created", "all_fic", "other_only", "fallback"]
+        .map(MemorySink::new)
+        .into();
+    let overrides = || {
+        sinks
+            .iter()
+            .map(|s| (s.name.as_str(), s.clone() as SinkHandle))
+            .collect::<Vec<_>>()
+    };
     let hb = start(ROUTED, overrides()).await;
     let post = |path: &str, id: &str, ty: &str| send(binary(&hb.url(path), id, ty).body("{}"));
     assert_eq!(post("/events", "1", "it.fic.clients.create").await.0, 200);
@@ -420,7 +479,11 @@ async fn routing_wildcards_union_and_unmatched_policies() {
     assert_eq!((status, &body["status"]), (202, &json!("dropped")), "{body}");
     let (status, body, _) = post("/events", "6", "it.fic").await;
     assert_eq!((status, &body["status"]), (202, &json!("dropped")), "{body}");
-    assert_eq!(sinks[0].ids(), ["1"], "created: only one segment between fic and create");
+    assert_eq!(
+        sinks[0].ids(),
+        ["1"],
+        "created: only one segment between fic and create"
+    );
     // Event 1 matched both rules and still reached all_fic once: the union has no repeats.
     assert_eq!(sinks[1].ids(), ["1", "2", "3"]);
     assert_eq!(sinks[2].ids(), ["4"]);
@@ -443,7 +506,9 @@ async fn healthz_and_readyz_report_sink_state() {
     let (status, body, _) = send(client().get(hb.url("/readyz"))).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["sinks"]["a"]["state"], "down");
-    assert!(body["sinks"]["a"]["error"].as_str().is_some_and(|e| e.contains("broker down")));
+    assert!(body["sinks"]["a"]["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("broker down")));
     assert_eq!(body["sinks"]["b"]["state"], "up");
     hb.stop().await;
 

@@ -19,7 +19,10 @@ sinks = ["out"]
 "#;
 
 fn write(text: &str) -> tempfile::NamedTempFile {
-    let mut f = tempfile::Builder::new().suffix(".toml").tempfile().expect("temp file");
+    let mut f = tempfile::Builder::new()
+        .suffix(".toml")
+        .tempfile()
+        .expect("temp file");
     f.write_all(text.as_bytes()).expect("write");
     f
 }
@@ -83,9 +86,17 @@ fn unknown_sink_in_route_lists_defined_sinks() {
 
 #[test]
 fn bad_patterns_are_reported_per_entry() {
-    let text = BASE.replace("sinks = [\"out\"]", "types = [\"a.**.b\", \"ok.*\", \"x*\"]\nsinks = [\"out\"]");
+    let text = BASE.replace(
+        "sinks = [\"out\"]",
+        "types = [\"a.**.b\", \"ok.*\", \"x*\"]\nsinks = [\"out\"]",
+    );
     let (errs, file) = errors(&text);
-    assert_error(&errs, &file, "routes[0].types[0]", "'**' may only be the last segment");
+    assert_error(
+        &errs,
+        &file,
+        "routes[0].types[0]",
+        "'**' may only be the last segment",
+    );
     assert_error(&errs, &file, "routes[0].types[2]", "whole segments");
     assert!(!errs.has_key("routes[0].types[1]"));
 }
@@ -97,7 +108,12 @@ fn unreadable_secret_file() {
         "verify = { kind = \"token\", tokens = [{ file = \"/nonexistent/token\" }] }",
     );
     let (errs, file) = errors(&text);
-    assert_error(&errs, &file, "sources.ce.verify.tokens", "cannot read secret file /nonexistent/token");
+    assert_error(
+        &errs,
+        &file,
+        "sources.ce.verify.tokens",
+        "cannot read secret file /nonexistent/token",
+    );
 }
 
 #[test]
@@ -107,7 +123,12 @@ fn unset_secret_env_var() {
         "verify = { kind = \"token\", tokens = { env = \"HOOKBRIDGE_TEST_SURELY_UNSET\" } }",
     );
     let (errs, file) = errors(&text);
-    assert_error(&errs, &file, "sources.ce.verify.tokens", "HOOKBRIDGE_TEST_SURELY_UNSET is not set");
+    assert_error(
+        &errs,
+        &file,
+        "sources.ce.verify.tokens",
+        "HOOKBRIDGE_TEST_SURELY_UNSET is not set",
+    );
 }
 
 #[test]
@@ -129,7 +150,9 @@ fn bad_values_and_types() {
 
 #[test]
 fn sink_types() {
-    let text = format!("{BASE}\n[sinks.k]\ntype = \"kafka\"\n[sinks.z]\ntype = \"zeromq\"\n[sinks.n]\npath = \"x\"\n");
+    let text = format!(
+        "{BASE}\n[sinks.k]\ntype = \"kafka\"\n[sinks.z]\ntype = \"zeromq\"\n[sinks.n]\npath = \"x\"\n"
+    );
     let (errs, file) = errors(&text);
     assert_error(&errs, &file, "sinks.k.type", "not compiled into this build");
     assert_error(&errs, &file, "sinks.z.type", "unknown sink type \"zeromq\"");
@@ -142,9 +165,19 @@ fn sources_need_a_verifier_and_valid_paths() {
         + "\n[sources.b]\npath = \"/events\"\nkind = \"cloudevents\"\nverify = { kind = \"none\" }\n"
         + "\n[sources.c]\npath = \"healthz\"\nkind = \"github\"\nverify = { kind = \"nope\" }\n";
     let (errs, file) = errors(&text);
-    assert_error(&errs, &file, "sources.ce.verify", "missing verifier configuration");
+    assert_error(
+        &errs,
+        &file,
+        "sources.ce.verify",
+        "missing verifier configuration",
+    );
     assert_error(&errs, &file, "sources.c.path", "invalid path");
-    assert_error(&errs, &file, "sources.c.kind", "not supported by this version yet");
+    assert_error(
+        &errs,
+        &file,
+        "sources.c.kind",
+        "not supported by this version yet",
+    );
     // [sources.b] and [sources.ce] share /events; whichever comes second is reported.
     assert!(errs.to_string().contains("is already used by source"), "{errs}");
 }
@@ -153,8 +186,16 @@ fn sources_need_a_verifier_and_valid_paths() {
 fn none_verifier_on_public_listener_needs_opt_in() {
     let text = format!("{BASE}\n[server]\nlisten = \"0.0.0.0:8080\"\n");
     let (errs, file) = errors(&text);
-    assert_error(&errs, &file, "sources.ce.verify.kind", "accepts events from anyone");
-    let ok = text.replace("verify = { kind = \"none\" }", "verify = { kind = \"none\", allow_public = true }");
+    assert_error(
+        &errs,
+        &file,
+        "sources.ce.verify.kind",
+        "accepts events from anyone",
+    );
+    let ok = text.replace(
+        "verify = { kind = \"none\" }",
+        "verify = { kind = \"none\", allow_public = true }",
+    );
     config::from_toml_str(&ok, "inline").unwrap_or_else(|e| panic!("{e}"));
 }
 
@@ -168,14 +209,22 @@ fn toml_syntax_error_names_the_file() {
 #[test]
 fn missing_file_is_an_error() {
     let errs = config::load(Some(std::path::Path::new("/nonexistent/hookbridge.toml"))).expect_err("missing");
-    assert!(errs.to_string().contains("/nonexistent/hookbridge.toml"), "{errs}");
+    assert!(
+        errs.to_string().contains("/nonexistent/hookbridge.toml"),
+        "{errs}"
+    );
 }
 
 #[test]
 fn publish_timeout_must_fit_in_request_timeout() {
     let text = format!("{BASE}\n[server]\nrequest_timeout = \"2s\"\npublish_timeout = \"3s\"\n");
     let (errs, file) = errors(&text);
-    assert_error(&errs, &file, "server.publish_timeout", "must be shorter than server.request_timeout");
+    assert_error(
+        &errs,
+        &file,
+        "server.publish_timeout",
+        "must be shorter than server.request_timeout",
+    );
 }
 
 fn check(path: &std::path::Path, env: &[(&str, &str)]) -> std::process::Output {

@@ -420,7 +420,11 @@ fn check_sinks(c: &mut Checker<'_>, value: Option<&Value>) -> Vec<SinkConfig> {
                 "missing required key `type`",
                 Some(format!(
                     "one of: {}",
-                    registry::SINK_TYPES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                    registry::SINK_TYPES
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )),
             );
             continue;
@@ -574,7 +578,10 @@ fn check_cloudevents_verify(
                 c.error(
                     format!("{key}.kind"),
                     "verify.kind = \"none\" on a non-loopback listener accepts events from anyone",
-                    Some("configure a verifier, or set allow_public = true if a proxy in front authenticates".into()),
+                    Some(
+                        "configure a verifier, or set allow_public = true if a proxy in front authenticates"
+                            .into(),
+                    ),
                 );
                 return None;
             }
@@ -584,7 +591,11 @@ fn check_cloudevents_verify(
             let mut resolved = Vec::new();
             let refs = tokens.refs();
             if refs.is_empty() {
-                c.error(format!("{key}.tokens"), "no token configured", Some(SECRET_HINT.into()));
+                c.error(
+                    format!("{key}.tokens"),
+                    "no token configured",
+                    Some(SECRET_HINT.into()),
+                );
             }
             for r in refs {
                 match r.resolve() {
@@ -592,9 +603,15 @@ fn check_cloudevents_verify(
                     Err(m) => c.error(format!("{key}.tokens"), m, Some(SECRET_HINT.into())),
                 }
             }
-            let header = header.unwrap_or_else(|| "authorization".into()).to_ascii_lowercase();
+            let header = header
+                .unwrap_or_else(|| "authorization".into())
+                .to_ascii_lowercase();
             if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
-                c.error(format!("{key}.header"), format!("invalid header name {header:?}"), None);
+                c.error(
+                    format!("{key}.header"),
+                    format!("invalid header name {header:?}"),
+                    None,
+                );
                 return None;
             }
             Some(VerifierConfig::Token {
@@ -616,11 +633,19 @@ fn check_routes(
     } else {
         Vec::new()
     };
-    let defined = sinks.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ");
+    let defined = sinks
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     let resolve = |c: &mut Checker<'_>, key: String, names: &[String]| -> Vec<usize> {
         let mut out = Vec::new();
         if names.is_empty() {
-            c.error(key.clone(), "at least one sink is required", Some(format!("defined: {defined}")));
+            c.error(
+                key.clone(),
+                "at least one sink is required",
+                Some(format!("defined: {defined}")),
+            );
         }
         for (j, n) in names.iter().enumerate() {
             match sinks.iter().position(|s| &s.name == n) {
@@ -643,19 +668,32 @@ fn check_routes(
                     format!("no source named {s:?}"),
                     Some(format!(
                         "defined: {}",
-                        sources.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+                        sources
+                            .iter()
+                            .map(|s| s.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     )),
                 );
             }
         }
         let mut types = Vec::new();
-        for (j, t) in r.types.clone().unwrap_or_else(|| vec!["**".into()]).iter().enumerate() {
+        for (j, t) in r
+            .types
+            .clone()
+            .unwrap_or_else(|| vec!["**".into()])
+            .iter()
+            .enumerate()
+        {
             match Pattern::compile(t) {
                 Ok(p) => types.push(p),
                 Err(m) => c.error(
                     format!("routes[{i}].types[{j}]"),
                     format!("bad pattern: {m}"),
-                    Some("segments are separated by '.'; '*' = one segment, '**' = one or more (last only)".into()),
+                    Some(
+                        "segments are separated by '.'; '*' = one segment, '**' = one or more (last only)"
+                            .into(),
+                    ),
                 ),
             }
         }
@@ -669,7 +707,10 @@ fn check_routes(
     let unmatched_raw: UnmatchedRaw = if top.contains_key("unmatched") {
         c.extract("unmatched")?
     } else {
-        UnmatchedRaw { policy: None, sinks: None }
+        UnmatchedRaw {
+            policy: None,
+            sinks: None,
+        }
     };
     let unmatched = match unmatched_raw.policy.as_deref() {
         None | Some("drop") => {
@@ -699,11 +740,19 @@ fn check_dedup(c: &mut Checker<'_>, present: bool) -> Option<DedupConfig> {
     let raw: DedupRaw = if present {
         c.extract("dedup")?
     } else {
-        DedupRaw { enabled: None, window: None, max_entries: None }
+        DedupRaw {
+            enabled: None,
+            window: None,
+            max_entries: None,
+        }
     };
     let max_entries = raw.max_entries.unwrap_or(100_000);
     if max_entries == 0 {
-        c.error("dedup.max_entries", "must be above zero", Some("set enabled = false to turn dedup off".into()));
+        c.error(
+            "dedup.max_entries",
+            "must be above zero",
+            Some("set enabled = false to turn dedup off".into()),
+        );
     }
     Some(DedupConfig {
         enabled: raw.enabled.unwrap_or(true),
@@ -714,5 +763,10 @@ fn check_dedup(c: &mut Checker<'_>, present: bool) -> Option<DedupConfig> {
 
 /// Sink names by index, for logs.
 pub fn sink_names(config: &Config) -> BTreeMap<usize, String> {
-    config.sinks.iter().enumerate().map(|(i, s)| (i, s.name.clone())).collect()
+    config
+        .sinks
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (i, s.name.clone()))
+        .collect()
 }

@@ -16,7 +16,11 @@ impl<'de> Deserialize<'de> for HumanDuration {
         let s = String::deserialize(d)?;
         humantime::parse_duration(s.trim())
             .map(HumanDuration)
-            .map_err(|e| de::Error::custom(format!("invalid duration {s:?}: {e} (e.g. \"10s\", \"1m30s\", \"250ms\")")))
+            .map_err(|e| {
+                de::Error::custom(format!(
+                    "invalid duration {s:?}: {e} (e.g. \"10s\", \"1m30s\", \"250ms\")"
+                ))
+            })
     }
 }
 
@@ -27,9 +31,7 @@ pub struct ByteSize(pub u64);
 /// Parses `"1MiB"`, `"512 KiB"`, `"10MB"`, `"4096"`.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let num: u64 = num
         .parse()

@@ -161,10 +161,14 @@ mod tests {
     #[tokio::test]
     async fn delivered_ids_are_duplicates_and_failures_are_not() {
         let d = Dedup::new(Duration::from_secs(60), 10);
-        let Claim::Owner(g) = d.claim(key("a")).await else { panic!("owner") };
+        let Claim::Owner(g) = d.claim(key("a")).await else {
+            panic!("owner")
+        };
         g.delivered();
         assert!(matches!(d.claim(key("a")).await, Claim::Duplicate));
-        let Claim::Owner(g) = d.claim(key("b")).await else { panic!("owner") };
+        let Claim::Owner(g) = d.claim(key("b")).await else {
+            panic!("owner")
+        };
         drop(g); // failed
         assert!(matches!(d.claim(key("b")).await, Claim::Owner(_)));
     }
@@ -172,7 +176,9 @@ mod tests {
     #[tokio::test]
     async fn concurrent_duplicate_waits_for_the_outcome() {
         let d = Dedup::new(Duration::from_secs(60), 10);
-        let Claim::Owner(g) = d.claim(key("a")).await else { panic!("owner") };
+        let Claim::Owner(g) = d.claim(key("a")).await else {
+            panic!("owner")
+        };
         let d2 = d.clone();
         let waiter = tokio::spawn(async move { matches!(d2.claim(key("a")).await, Claim::Duplicate) });
         tokio::task::yield_now().await;
@@ -181,7 +187,9 @@ mod tests {
         assert!(waiter.await.expect("join"));
 
         // A failed owner hands the key to the waiter.
-        let Claim::Owner(g) = d.claim(key("b")).await else { panic!("owner") };
+        let Claim::Owner(g) = d.claim(key("b")).await else {
+            panic!("owner")
+        };
         let d2 = d.clone();
         let waiter = tokio::spawn(async move { matches!(d2.claim(key("b")).await, Claim::Owner(_)) });
         tokio::task::yield_now().await;
@@ -193,17 +201,27 @@ mod tests {
     async fn bounded_by_entries_and_window() {
         let d = Dedup::new(Duration::from_secs(60), 2);
         for id in ["a", "b", "c"] {
-            let Claim::Owner(g) = d.claim(key(id)).await else { panic!("owner") };
+            let Claim::Owner(g) = d.claim(key(id)).await else {
+                panic!("owner")
+            };
             g.delivered();
         }
         assert_eq!(d.len(), 2);
-        assert!(matches!(d.claim(key("a")).await, Claim::Owner(_)), "oldest forgotten");
+        assert!(
+            matches!(d.claim(key("a")).await, Claim::Owner(_)),
+            "oldest forgotten"
+        );
         assert!(matches!(d.claim(key("c")).await, Claim::Duplicate));
 
         let d = Dedup::new(Duration::from_millis(20), 10);
-        let Claim::Owner(g) = d.claim(key("x")).await else { panic!("owner") };
+        let Claim::Owner(g) = d.claim(key("x")).await else {
+            panic!("owner")
+        };
         g.delivered();
         tokio::time::sleep(Duration::from_millis(30)).await;
-        assert!(matches!(d.claim(key("x")).await, Claim::Owner(_)), "window expired");
+        assert!(
+            matches!(d.claim(key("x")).await, Claim::Owner(_)),
+            "window expired"
+        );
     }
 }

@@ -88,7 +88,13 @@ impl Deliverer {
             }
             None => None,
         };
-        let results = join_all(targets.iter().filter_map(|&i| self.sinks.get(i)).map(|sink| self.publish_one(sink, event))).await;
+        let results = join_all(
+            targets
+                .iter()
+                .filter_map(|&i| self.sinks.get(i))
+                .map(|sink| self.publish_one(sink, event)),
+        )
+        .await;
         let mut receipts = Vec::with_capacity(results.len());
         let mut failures = Vec::new();
         for (sink, result) in targets.iter().filter_map(|&i| self.sinks.get(i)).zip(results) {

@@ -16,15 +16,21 @@ use crate::config::{SourceConfig, SourceKind};
 use crate::normalize::{self, cloudevents, Context};
 
 /// Handles any request to the main listener.
-pub async fn handle<S, B>(app: Arc<App>, method: Method, path: String, headers: HeaderMap, body: S) -> Response
+pub async fn handle<S, B>(
+    app: Arc<App>,
+    method: Method,
+    path: String,
+    headers: HeaderMap,
+    body: S,
+) -> Response
 where
     S: Stream<Item = Result<B, warp::Error>>,
     B: Buf,
 {
     let mut resp = match path.as_str() {
-        "/healthz" | "/readyz" if method != Method::GET && method != Method::HEAD => {
-            reply::error(&ErrorReply::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"))
-        }
+        "/healthz" | "/readyz" if method != Method::GET && method != Method::HEAD => reply::error(
+            &ErrorReply::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+        ),
         "/healthz" => reply::json_response(StatusCode::OK, &json!({ "status": "ok" })),
         "/readyz" => super::health::readyz(&app).await,
         _ => match app.source_at(&path) {
@@ -38,14 +44,23 @@ where
     resp
 }
 
-async fn webhook<S, B>(app: &Arc<App>, source: &SourceConfig, method: Method, headers: HeaderMap, body: S) -> Response
+async fn webhook<S, B>(
+    app: &Arc<App>,
+    source: &SourceConfig,
+    method: Method,
+    headers: HeaderMap,
+    body: S,
+) -> Response
 where
     S: Stream<Item = Result<B, warp::Error>>,
     B: Buf,
 {
     let server = &app.config.server;
     if method != Method::POST {
-        return reply::error(&ErrorReply::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"));
+        return reply::error(&ErrorReply::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ));
     }
     if app.is_shutting_down() {
         return reply::error(&ErrorReply::unavailable("shutting_down", server.retry_after));
@@ -66,15 +81,22 @@ where
         }
         Err(_) => {
             tracing::warn!(source = %source.name, "request timed out");
-            reply::error(&ErrorReply::unavailable("request_timeout", server.retry_after).message(format!(
-                "the request did not complete within {}",
-                humantime::format_duration(server.request_timeout)
-            )))
+            reply::error(
+                &ErrorReply::unavailable("request_timeout", server.retry_after).message(format!(
+                    "the request did not complete within {}",
+                    humantime::format_duration(server.request_timeout)
+                )),
+            )
         }
     }
 }
 
-async fn process(app: &Arc<App>, source: &SourceConfig, headers: &HeaderMap, body: Bytes) -> Result<Response, ErrorReply> {
+async fn process(
+    app: &Arc<App>,
+    source: &SourceConfig,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response, ErrorReply> {
     source
         .verifier
         .verify(headers, &body)

@@ -21,7 +21,10 @@ pub async fn readyz(app: &App) -> Response {
         match tokio::time::timeout(HEALTH_TIMEOUT, s.health()).await {
             Ok(Ok(())) => (s, None),
             Ok(Err(e)) => (s, Some(e.to_string())),
-            Err(_) => (s, Some(format!("health check took longer than {HEALTH_TIMEOUT:?}"))),
+            Err(_) => (
+                s,
+                Some(format!("health check took longer than {HEALTH_TIMEOUT:?}")),
+            ),
         }
     }))
     .await;
@@ -40,6 +43,10 @@ pub async fn readyz(app: &App) -> Response {
         "shutting_down": app.is_shutting_down(),
         "sinks": detail,
     });
-    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     json_response(code, &body)
 }

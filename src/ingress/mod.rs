@@ -24,16 +24,20 @@ use warp::Filter;
 use crate::app::App;
 
 /// The warp filter for the main listener.
-pub fn routes(app: Arc<App>) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
+pub fn routes(
+    app: Arc<App>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
     warp::any()
         .map(move || app.clone())
         .and(warp::method())
         .and(warp::path::full())
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
-        .then(|app: Arc<App>, method: Method, path: warp::path::FullPath, headers: HeaderMap, body| {
-            handler::handle(app, method, path.as_str().to_owned(), headers, body)
-        })
+        .then(
+            |app: Arc<App>, method: Method, path: warp::path::FullPath, headers: HeaderMap, body| {
+                handler::handle(app, method, path.as_str().to_owned(), headers, body)
+            },
+        )
         .recover(|_rejection: warp::Rejection| async {
             // Nothing above rejects; keep a JSON answer anyway rather than warp's text default.
             Ok::<_, std::convert::Infallible>(reply::error(&reply::ErrorReply::new(
@@ -87,7 +91,10 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
     }
     drop(listener);
     // In-flight requests are done (or timed out); give idle keep-alive connections a moment.
-    if tokio::time::timeout(Duration::from_secs(2), graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(2), graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::debug!("some connections were still open at exit");
     }
     app.shutdown_sinks().await;

@@ -120,7 +120,10 @@ fn required(take: &mut impl FnMut(&str) -> Option<String>) -> Result<Event, Norm
     let mut get = |name: &str| -> Result<String, NormalizeError> {
         match take(name) {
             Some(v) if !v.is_empty() => Ok(v),
-            Some(_) => Err(NormalizeError::malformed(Some(name), format!("attribute {name:?} must not be empty"))),
+            Some(_) => Err(NormalizeError::malformed(
+                Some(name),
+                format!("attribute {name:?} must not be empty"),
+            )),
             None => Err(NormalizeError::missing(name)),
         }
     };
@@ -141,11 +144,17 @@ fn required(take: &mut impl FnMut(&str) -> Option<String>) -> Result<Event, Norm
 fn check_values(event: &Event) -> Result<(), NormalizeError> {
     if let Some(t) = &event.time {
         if time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).is_err() {
-            return Err(NormalizeError::malformed(Some("time"), format!("time {t:?} is not RFC 3339")));
+            return Err(NormalizeError::malformed(
+                Some("time"),
+                format!("time {t:?} is not RFC 3339"),
+            ));
         }
     }
     if event.subject.as_deref() == Some("") {
-        return Err(NormalizeError::malformed(Some("subject"), "subject must not be empty"));
+        return Err(NormalizeError::malformed(
+            Some("subject"),
+            "subject must not be empty",
+        ));
     }
     Ok(())
 }
@@ -156,15 +165,17 @@ fn valid_attr_name(name: &str) -> bool {
 
 /// Structured mode: one JSON object.
 pub fn decode_structured(body: &[u8]) -> Result<Event, NormalizeError> {
-    let object: BTreeMap<String, &RawValue> = serde_json::from_slice(body)
-        .map_err(|e| NormalizeError::malformed(None, format!("body is not a CloudEvents JSON object: {e}")))?;
+    let object: BTreeMap<String, &RawValue> = serde_json::from_slice(body).map_err(|e| {
+        NormalizeError::malformed(None, format!("body is not a CloudEvents JSON object: {e}"))
+    })?;
     from_object(object)
 }
 
 /// Batched mode: a JSON array of objects.
 pub fn decode_batch(body: &[u8]) -> Result<Vec<Event>, NormalizeError> {
-    let items: Vec<BTreeMap<String, &RawValue>> = serde_json::from_slice(body)
-        .map_err(|e| NormalizeError::malformed(None, format!("body is not a JSON array of CloudEvents: {e}")))?;
+    let items: Vec<BTreeMap<String, &RawValue>> = serde_json::from_slice(body).map_err(|e| {
+        NormalizeError::malformed(None, format!("body is not a JSON array of CloudEvents: {e}"))
+    })?;
     if items.is_empty() {
         return Err(NormalizeError::malformed(None, "empty batch"));
     }
@@ -185,9 +196,9 @@ fn from_object(mut object: BTreeMap<String, &RawValue>) -> Result<Event, Normali
         match object.remove(name) {
             None => Ok(None),
             Some(raw) if raw.get() == "null" => Ok(None),
-            Some(raw) => serde_json::from_str::<String>(raw.get())
-                .map(Some)
-                .map_err(|_| NormalizeError::malformed(Some(name), format!("attribute {name:?} must be a string"))),
+            Some(raw) => serde_json::from_str::<String>(raw.get()).map(Some).map_err(|_| {
+                NormalizeError::malformed(Some(name), format!("attribute {name:?} must be a string"))
+            }),
         }
     };
     let mut err = None;
@@ -215,16 +226,22 @@ fn from_object(mut object: BTreeMap<String, &RawValue>) -> Result<Event, Normali
     let data_base64 = object.remove("data_base64");
     event.data = match (data, data_base64) {
         (Some(_), Some(_)) => {
-            return Err(NormalizeError::malformed(Some("data"), "both data and data_base64 are present"))
+            return Err(NormalizeError::malformed(
+                Some("data"),
+                "both data and data_base64 are present",
+            ))
         }
         (Some(raw), None) if raw.get() == "null" => None,
         (Some(raw), None) => Some(data_bytes(raw, event.datacontenttype.as_deref())),
         (None, Some(raw)) => {
-            let text: String = serde_json::from_str(raw.get())
-                .map_err(|_| NormalizeError::malformed(Some("data_base64"), "data_base64 must be a string"))?;
+            let text: String = serde_json::from_str(raw.get()).map_err(|_| {
+                NormalizeError::malformed(Some("data_base64"), "data_base64 must be a string")
+            })?;
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(text.trim())
-                .map_err(|e| NormalizeError::malformed(Some("data_base64"), format!("invalid base64: {e}")))?;
+                .map_err(|e| {
+                    NormalizeError::malformed(Some("data_base64"), format!("invalid base64: {e}"))
+                })?;
             Some(Bytes::from(bytes))
         }
         (None, None) => None,
@@ -242,7 +259,9 @@ fn from_object(mut object: BTreeMap<String, &RawValue>) -> Result<Event, Normali
             serde_json::Value::Null => continue,
             serde_json::Value::String(s) => ExtensionValue::String(s),
             serde_json::Value::Bool(b) => ExtensionValue::Boolean(b),
-            serde_json::Value::Number(n) if n.is_i64() => ExtensionValue::Integer(n.as_i64().unwrap_or_default()),
+            serde_json::Value::Number(n) if n.is_i64() => {
+                ExtensionValue::Integer(n.as_i64().unwrap_or_default())
+            }
             _ => {
                 return Err(NormalizeError::malformed(
                     Some(&name),

@@ -66,25 +66,54 @@ mod tests {
         h
     }
 
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Result<(), VerifyError>);
+
     #[test]
     fn table() {
         let tokens = [Secret::new("old-token"), Secret::new("new-token")];
-        let cases: &[(&str, &[(&str, &str)], Result<(), VerifyError>)] = &[
+        let cases: &[Case<'_>] = &[
             ("authorization", &[("authorization", "Bearer new-token")], Ok(())),
             ("authorization", &[("authorization", "bearer old-token")], Ok(())),
-            ("authorization", &[("authorization", "Bearer wrong")], Err(VerifyError::BadSignature)),
-            ("authorization", &[("authorization", "Bearer new-token2")], Err(VerifyError::BadSignature)),
-            ("authorization", &[("authorization", "new-token")], Err(VerifyError::MissingToken)),
-            ("authorization", &[("authorization", "Bearer ")], Err(VerifyError::MissingToken)),
+            (
+                "authorization",
+                &[("authorization", "Bearer wrong")],
+                Err(VerifyError::BadSignature),
+            ),
+            (
+                "authorization",
+                &[("authorization", "Bearer new-token2")],
+                Err(VerifyError::BadSignature),
+            ),
+            (
+                "authorization",
+                &[("authorization", "new-token")],
+                Err(VerifyError::MissingToken),
+            ),
+            (
+                "authorization",
+                &[("authorization", "Bearer ")],
+                Err(VerifyError::MissingToken),
+            ),
             ("authorization", &[], Err(VerifyError::MissingToken)),
             (
                 "authorization",
-                &[("authorization", "Bearer new-token"), ("authorization", "Bearer x")],
+                &[
+                    ("authorization", "Bearer new-token"),
+                    ("authorization", "Bearer x"),
+                ],
                 Err(VerifyError::MissingToken),
             ),
             ("x-token", &[("x-token", "old-token")], Ok(())),
-            ("x-token", &[("x-token", "Bearer old-token")], Err(VerifyError::BadSignature)),
-            ("x-token", &[("authorization", "Bearer old-token")], Err(VerifyError::MissingToken)),
+            (
+                "x-token",
+                &[("x-token", "Bearer old-token")],
+                Err(VerifyError::BadSignature),
+            ),
+            (
+                "x-token",
+                &[("authorization", "Bearer old-token")],
+                Err(VerifyError::MissingToken),
+            ),
         ];
         for (header, hs, want) in cases {
             assert_eq!(verify(&headers(hs), header, &tokens), *want, "{header} {hs:?}");

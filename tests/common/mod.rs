@@ -88,7 +88,12 @@ impl MemorySink {
         })
     }
     pub fn ids(&self) -> Vec<String> {
-        self.events.lock().expect("lock").iter().map(|e| e.id.clone()).collect()
+        self.events
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|e| e.id.clone())
+            .collect()
     }
 }
 
@@ -192,7 +197,8 @@ pub async fn read_response(stream: &mut TcpStream) -> String {
                 .lines()
                 .find_map(|l| {
                     let (k, v) = l.split_once(':')?;
-                    k.eq_ignore_ascii_case("content-length").then(|| v.trim().parse::<usize>().ok())?
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse::<usize>().ok())?
                 })
                 .unwrap_or(0);
             if buf.len() >= head_end + 4 + len {
@@ -214,6 +220,9 @@ pub fn status_of(response: &str) -> u16 {
 
 /// JSON body of a raw response.
 pub fn body_of(response: &str) -> serde_json::Value {
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {response:?}"))
 }

@@ -154,10 +154,7 @@ impl Event {
     pub fn to_structured_json(&self) -> Vec<u8> {
         let data = self.data.as_deref();
         let json_data = data.and_then(|d| {
-            let ct_is_json = self
-                .datacontenttype
-                .as_deref()
-                .is_none_or(is_json_content_type);
+            let ct_is_json = self.datacontenttype.as_deref().is_none_or(is_json_content_type);
             if !ct_is_json {
                 return None;
             }
@@ -173,10 +170,7 @@ impl Event {
                     .is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("text/"));
                 match std::str::from_utf8(d) {
                     Ok(s) if is_text => (Some(s), None),
-                    _ => (
-                        None,
-                        Some(base64::engine::general_purpose::STANDARD.encode(d)),
-                    ),
+                    _ => (None, Some(base64::engine::general_purpose::STANDARD.encode(d))),
                 }
             }
         };
@@ -243,8 +237,7 @@ mod tests {
         let mut e = Event::new("1", "urn:test", "com.example.created");
         e.subject = Some("company:1".into());
         e.extensions.insert("hbsource".into(), "ce".into());
-        e.extensions
-            .insert("count".into(), ExtensionValue::Integer(3));
+        e.extensions.insert("count".into(), ExtensionValue::Integer(3));
         e
     }
 
@@ -267,15 +260,13 @@ mod tests {
         let mut e = event();
         e.datacontenttype = Some("application/octet-stream".into());
         e.data = Some(Bytes::from_static(&[0, 159, 146, 150]));
-        let v: serde_json::Value =
-            serde_json::from_slice(&e.to_structured_json()).expect("json");
+        let v: serde_json::Value = serde_json::from_slice(&e.to_structured_json()).expect("json");
         assert_eq!(v["data_base64"], "AJ+Slg==");
         assert!(v.get("data").is_none());
 
         e.datacontenttype = Some("text/plain; charset=utf-8".into());
         e.data = Some(Bytes::from_static(b"hello"));
-        let v: serde_json::Value =
-            serde_json::from_slice(&e.to_structured_json()).expect("json");
+        let v: serde_json::Value = serde_json::from_slice(&e.to_structured_json()).expect("json");
         assert_eq!(v["data"], "hello");
     }
 
@@ -284,8 +275,7 @@ mod tests {
         let mut e = event();
         e.datacontenttype = Some("application/json".into());
         e.data = Some(Bytes::from_static(b"{not json"));
-        let v: serde_json::Value =
-            serde_json::from_slice(&e.to_structured_json()).expect("json");
+        let v: serde_json::Value = serde_json::from_slice(&e.to_structured_json()).expect("json");
         assert_eq!(v["data_base64"], "e25vdCBqc29u");
     }
 
@@ -295,7 +285,15 @@ mod tests {
         let names: Vec<&str> = e.attributes().iter().map(|(n, _)| *n).collect();
         assert_eq!(
             names,
-            ["id", "source", "specversion", "type", "subject", "count", "hbsource"]
+            [
+                "id",
+                "source",
+                "specversion",
+                "type",
+                "subject",
+                "count",
+                "hbsource"
+            ]
         );
         assert_eq!(e.attribute("count").as_deref(), Some("3"));
         assert_eq!(e.attribute("time"), None);

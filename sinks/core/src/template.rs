@@ -58,9 +58,7 @@ impl Template {
                     let end = rest.find('}').ok_or(TemplateError::Unclosed(i))?;
                     let name = &rest[..end];
                     let valid = !name.is_empty()
-                        && name
-                            .bytes()
-                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+                        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
                     if !valid {
                         return Err(TemplateError::BadField(name.to_owned()));
                     }
@@ -184,9 +182,7 @@ mod tests {
     #[test]
     fn escape_applies_to_values_only() {
         let t = Template::compile("a.{subject}").expect("compile");
-        let out = t
-            .render_with(&event(), |v| v.replace(':', "_"))
-            .expect("render");
+        let out = t.render_with(&event(), |v| v.replace(':', "_")).expect("render");
         assert_eq!(out, "a.company_7");
     }
 }

@@ -50,16 +50,28 @@ fn binary_mode_errors() {
         (headers(&[BASE[0], BASE[1], BASE[2]]), "missing_attribute", "type"),
         (headers(&[BASE[0], BASE[2], BASE[3]]), "missing_attribute", "id"),
         (with(&[("ce-subject", b"%FF%FE")]), "malformed", "subject"),
-        (with(&[("ce-subject", b"a"), ("ce-subject", b"b")]), "malformed", "subject"),
+        (
+            with(&[("ce-subject", b"a"), ("ce-subject", b"b")]),
+            "malformed",
+            "subject",
+        ),
         (with(&[("ce-time", b"yesterday")]), "malformed", "time"),
         (with(&[("ce-bad_name", b"x")]), "malformed", "bad_name"),
-        (with(&[("ce-datacontenttype", b"text/plain")]), "malformed", "datacontenttype"),
+        (
+            with(&[("ce-datacontenttype", b"text/plain")]),
+            "malformed",
+            "datacontenttype",
+        ),
         (
             headers(&[("ce-specversion", b"0.3"), BASE[1], BASE[2], BASE[3]]),
             "malformed",
             "specversion",
         ),
-        (headers(&[BASE[0], ("ce-id", b""), BASE[2], BASE[3]]), "malformed", "id"),
+        (
+            headers(&[BASE[0], ("ce-id", b""), BASE[2], BASE[3]]),
+            "malformed",
+            "id",
+        ),
     ];
     for (h, code, field) in cases {
         let err = decode(h, &Bytes::new()).expect_err(field);
@@ -88,8 +100,10 @@ fn structured_text_and_base64_data() {
     )
     .expect("text");
     assert_eq!(text.data.as_deref(), Some(&b"hi"[..]));
-    let bin = decode_structured(br#"{"specversion":"1.0","id":"1","source":"s","type":"t","data_base64":"AJ+Slg=="}"#)
-        .expect("b64");
+    let bin = decode_structured(
+        br#"{"specversion":"1.0","id":"1","source":"s","type":"t","data_base64":"AJ+Slg=="}"#,
+    )
+    .expect("b64");
     assert_eq!(bin.data.as_deref(), Some(&[0u8, 159, 146, 150][..]));
 }
 
@@ -98,16 +112,45 @@ fn structured_errors() {
     let cases: &[(&[u8], &str, Option<&str>)] = &[
         (b"not json", "malformed", None),
         (b"[1]", "malformed", None),
-        (br#"{"specversion":"1.0","id":"1","source":"s"}"#, "missing_attribute", Some("type")),
-        (br#"{"specversion":"1.0","id":1,"source":"s","type":"t"}"#, "malformed", Some("id")),
-        (br#"{"specversion":"1.0","id":"1","source":"s","type":"t","Bad":1}"#, "malformed", Some("Bad")),
-        (br#"{"specversion":"1.0","id":"1","source":"s","type":"t","ext":{"a":1}}"#, "malformed", Some("ext")),
-        (br#"{"specversion":"1.0","id":"1","source":"s","type":"t","data":1,"data_base64":"AA=="}"#, "malformed", Some("data")),
-        (br#"{"specversion":"1.0","id":"1","source":"s","type":"t","data_base64":"!!"}"#, "malformed", Some("data_base64")),
+        (
+            br#"{"specversion":"1.0","id":"1","source":"s"}"#,
+            "missing_attribute",
+            Some("type"),
+        ),
+        (
+            br#"{"specversion":"1.0","id":1,"source":"s","type":"t"}"#,
+            "malformed",
+            Some("id"),
+        ),
+        (
+            br#"{"specversion":"1.0","id":"1","source":"s","type":"t","Bad":1}"#,
+            "malformed",
+            Some("Bad"),
+        ),
+        (
+            br#"{"specversion":"1.0","id":"1","source":"s","type":"t","ext":{"a":1}}"#,
+            "malformed",
+            Some("ext"),
+        ),
+        (
+            br#"{"specversion":"1.0","id":"1","source":"s","type":"t","data":1,"data_base64":"AA=="}"#,
+            "malformed",
+            Some("data"),
+        ),
+        (
+            br#"{"specversion":"1.0","id":"1","source":"s","type":"t","data_base64":"!!"}"#,
+            "malformed",
+            Some("data_base64"),
+        ),
     ];
     for (body, code, field) in cases {
         let err = decode_structured(body).expect_err(std::str::from_utf8(body).unwrap_or("?"));
-        assert_eq!((err.code, err.field.as_deref()), (*code, *field), "{}", String::from_utf8_lossy(body));
+        assert_eq!(
+            (err.code, err.field.as_deref()),
+            (*code, *field),
+            "{}",
+            String::from_utf8_lossy(body)
+        );
     }
 }
 
@@ -131,8 +174,11 @@ fn batch_mode() {
     assert_eq!(events[1].data.as_deref(), Some(&br#"{"n":2}"#[..]));
     let err = decode(&h, &Bytes::from_static(b"[]")).expect_err("empty");
     assert_eq!(err.code, "malformed");
-    let err = decode(&h, &Bytes::from_static(br#"[{"specversion":"1.0","id":"1","source":"s"}]"#))
-        .expect_err("bad entry");
+    let err = decode(
+        &h,
+        &Bytes::from_static(br#"[{"specversion":"1.0","id":"1","source":"s"}]"#),
+    )
+    .expect_err("bad entry");
     assert_eq!(err.field.as_deref(), Some("type"));
     assert!(err.message.starts_with("event [0]"), "{}", err.message);
 }
