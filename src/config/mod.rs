@@ -24,8 +24,9 @@ pub use error::{ConfigError, ConfigErrors};
 
 use crate::registry::{self, SinkSpec};
 use crate::route::{Pattern, Router, Rule, Unmatched};
+use crate::verify::fic::{self, FicVerifier};
 use crate::verify::VerifierConfig;
-use raw::{CloudEventsVerifyRaw, DedupRaw, RouteRaw, ServerRaw, SourceRaw, UnmatchedRaw};
+use raw::{CloudEventsVerifyRaw, DedupRaw, FicVerifyRaw, KeyRef, RouteRaw, ServerRaw, SourceRaw, UnmatchedRaw};
 use secret::SECRET_HINT;
 
 /// The built-in configuration used when no file is given: CloudEvents at `/events` without
@@ -97,6 +98,8 @@ pub struct ServerConfig {
 pub enum SourceKind {
     /// Any CloudEvents 1.0 HTTP producer.
     CloudEvents,
+    /// Fatture in Cloud API v2 webhooks.
+    FattureInCloud,
 }
 
 /// When the HTTP answer is sent.
@@ -507,11 +510,12 @@ fn check_source(
     }
     let kind = match raw.kind.as_str() {
         "cloudevents" => Some(SourceKind::CloudEvents),
-        "fattureincloud" | "github" | "stripe" | "standard-webhooks" | "generic" => {
+        "fattureincloud" => Some(SourceKind::FattureInCloud),
+        "github" | "stripe" | "standard-webhooks" | "generic" => {
             c.error(
                 format!("{key}.kind"),
                 format!("source kind {:?} is not supported by this version yet", raw.kind),
-                Some("supported: cloudevents".into()),
+                Some("supported: cloudevents, fattureincloud".into()),
             );
             None
         }
@@ -519,7 +523,7 @@ fn check_source(
             c.error(
                 format!("{key}.kind"),
                 format!("unknown source kind {other:?}"),
-                Some("one of: cloudevents".into()),
+                Some("one of: cloudevents, fattureincloud".into()),
             );
             None
         }
@@ -543,7 +547,9 @@ fn check_source(
             None
         }
     };
-    let verifier = if raw.verify.is_none() {
+    let verifier = if kind == Some(SourceKind::FattureInCloud) {
+        check_fic_verify(c, key, raw.verify.is_some(), raw.public_url.as_deref())
+    } else if raw.verify.is_none() {
         c.error(
             format!("{key}.verify"),
             "missing verifier configuration",
@@ -564,6 +570,69 @@ fn check_source(
         delivery: delivery?,
         verifier: verifier?,
     })
+}
+
+fn check_fic_verify(
+    c: &mut Checker<'_>,
+    key: &str,
+    has_verify: bool,
+    public_url: Option<&str>,
+) -> Option<VerifierConfig> {
+    let raw: FicVerifyRaw = if has_verify {
+        c.extract(&format!("{key}.verify"))?
+    } else {
+        FicVerifyRaw::default()
+    };
+    let url_ok = public_url.is_some_and(|u| u.starts_with("https://") || u.starts_with("http://"));
+    if !url_ok {
+        c.error(
+            format!("{key}.public_url"),
+            match public_url {
+                None => "missing required key `public_url`".to_owned(),
+                Some(u) => format!("invalid URL {u:?}"),
+            },
+            Some("the URL Fatture in Cloud calls (the subscription's sink), e.g. \"https://hooks.example.com/webhooks/fic\"; FIC puts it in the token's aud".into()),
+        );
+    }
+    let pem = match &raw.public_key {
+        None => Some(fic::FIC_PUBLIC_KEY_PEM.as_bytes().to_vec()),
+        Some(KeyRef::Pem(text)) => Some(text.as_bytes().to_vec()),
+        Some(KeyRef::Ref(r)) => match r.resolve() {
+            Ok(s) => Some(s.expose().to_vec()),
+            Err(m) => {
+                c.error(format!("{key}.verify.public_key"), m, Some(SECRET_HINT.into()));
+                None
+            }
+        },
+    };
+    let mut verifier = match pem.map(|p| FicVerifier::new(&p, public_url.unwrap_or_default().to_owned())) {
+        Some(Ok(v)) => v,
+        Some(Err(m)) => {
+            c.error(
+                format!("{key}.verify.public_key"),
+                m,
+                Some("an ES256 (P-256) public key, PEM \"BEGIN PUBLIC KEY\"".into()),
+            );
+            return None;
+        }
+        None => return None,
+    };
+    if let Some(l) = raw.leeway {
+        verifier.leeway = l.0.as_secs();
+    }
+    verifier.app_ids = raw.app_ids.unwrap_or_default().iter().map(raw::IdText::text).collect();
+    verifier.companies = raw
+        .companies
+        .unwrap_or_default()
+        .iter()
+        .map(|c| {
+            let t = c.text();
+            if t.starts_with("company:") { t } else { format!("company:{t}") }
+        })
+        .collect();
+    verifier.challenge_requires_token = raw.challenge_requires_token.unwrap_or(true);
+    verifier.challenge_checks_allow_lists = raw.challenge_checks_allow_lists.unwrap_or(false);
+    url_ok.then(|| VerifierConfig::Fic(std::sync::Arc::new(verifier)))
 }
 
 fn check_cloudevents_verify(

@@ -102,3 +102,54 @@ pub struct DedupRaw {
     /// Most ids remembered; the oldest are forgotten first. Default `100000`.
     pub max_entries: Option<usize>,
 }
+
+/// `[sources.NAME.verify]` for `kind = "fattureincloud"` (every key optional).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FicVerifyRaw {
+    /// FIC's ES256 public key: inline PEM, `{ file = … }` or `{ env = … }`. Default: the key FIC
+    /// publishes, compiled in.
+    pub public_key: Option<KeyRef>,
+    /// Clock skew allowed on `exp`/`nbf`. Default `60s`.
+    pub leeway: Option<HumanDuration>,
+    /// Accept only tokens whose `aid` (FIC application id) is listed. Default: any.
+    pub app_ids: Option<Vec<IdText>>,
+    /// Accept only these companies (`123` or `"company:123"`, matched against `sub`). Default: any.
+    pub companies: Option<Vec<IdText>>,
+    /// Require a valid token (signature, `iss`, `exp`, `aud`) on the verification GET.
+    /// Default `true`.
+    pub challenge_requires_token: Option<bool>,
+    /// Also apply `app_ids`/`companies` to the GET's token (unconfirmed that FIC sends `sub` there).
+    /// Default `false`.
+    pub challenge_checks_allow_lists: Option<bool>,
+}
+
+/// A public key: inline PEM text or a reference.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum KeyRef {
+    /// PEM text.
+    Pem(String),
+    /// `{ file = … }` or `{ env = … }`.
+    Ref(super::secret::SecretRef),
+}
+
+/// An id written as a number or a string.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum IdText {
+    /// `123`.
+    Int(i64),
+    /// `"123"`.
+    Text(String),
+}
+
+impl IdText {
+    /// The id as text.
+    pub fn text(&self) -> String {
+        match self {
+            IdText::Int(i) => i.to_string(),
+            IdText::Text(s) => s.clone(),
+        }
+    }
+}

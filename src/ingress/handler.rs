@@ -13,13 +13,23 @@ use super::body::read_capped;
 use super::reply::{self, ErrorReply};
 use crate::app::App;
 use crate::config::{SourceConfig, SourceKind};
-use crate::normalize::{self, cloudevents, Context};
+use crate::normalize::{self, cloudevents, fic, Context};
+use crate::verify::fic::FicVerifier;
+use crate::verify::VerifierConfig;
+
+/// Seconds since the Unix epoch.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
 
 /// Handles any request to the main listener.
 pub async fn handle<S, B>(
     app: Arc<App>,
     method: Method,
     path: String,
+    query: Option<String>,
     headers: HeaderMap,
     body: S,
 ) -> Response
@@ -35,7 +45,7 @@ where
         "/readyz" => super::health::readyz(&app).await,
         _ => match app.source_at(&path) {
             None => reply::error(&ErrorReply::new(StatusCode::NOT_FOUND, "not_found")),
-            Some(source) => webhook(&app, &source, method, headers, body).await,
+            Some(source) => webhook(&app, &source, method, query, headers, body).await,
         },
     };
     if app.is_shutting_down() {
@@ -48,6 +58,7 @@ async fn webhook<S, B>(
     app: &Arc<App>,
     source: &SourceConfig,
     method: Method,
+    query: Option<String>,
     headers: HeaderMap,
     body: S,
 ) -> Response
@@ -56,11 +67,17 @@ where
     B: Buf,
 {
     let server = &app.config.server;
+    if method == Method::GET {
+        if let VerifierConfig::Fic(fic) = &source.verifier {
+            return super::challenge::respond(fic, &headers, query.as_deref());
+        }
+    }
     if method != Method::POST {
-        return reply::error(&ErrorReply::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-        ));
+        let mut e = ErrorReply::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+        if source.kind == SourceKind::FattureInCloud {
+            e.allow = "GET, POST";
+        }
+        return reply::error(&e);
     }
     if app.is_shutting_down() {
         return reply::error(&ErrorReply::unavailable("shutting_down", server.retry_after));
@@ -97,9 +114,9 @@ async fn process(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response, ErrorReply> {
-    source
+    let verified = source
         .verifier
-        .verify(headers, &body)
+        .verify(headers, &body, unix_now())
         .map_err(|e| ErrorReply::unauthorized(e.code()))?;
     let received = normalize::now_rfc3339();
     let ctx = Context {
@@ -109,12 +126,19 @@ async fn process(
     };
     let mut events = match source.kind {
         SourceKind::CloudEvents => cloudevents::decode(headers, &body),
+        SourceKind::FattureInCloud => fic::decode(headers, &body).map(|e| vec![e]),
     }
     .map_err(|e| {
         let mut r = ErrorReply::new(StatusCode::BAD_REQUEST, e.code).message(e.message);
         r.field = e.field;
         r
     })?;
+    if let Some(claims) = &verified.fic {
+        for e in &events {
+            FicVerifier::check_event(claims, &e.id, e.subject.as_deref())
+                .map_err(|v| ErrorReply::unauthorized(v.code()))?;
+        }
+    }
     for e in &mut events {
         normalize::stamp(e, &ctx);
     }

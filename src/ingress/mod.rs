@@ -6,6 +6,7 @@
 //! listener closes, open connections are closed, and sinks are flushed.
 
 mod body;
+mod challenge;
 mod handler;
 mod health;
 pub mod reply;
@@ -31,11 +32,19 @@ pub fn routes(
         .map(move || app.clone())
         .and(warp::method())
         .and(warp::path::full())
+        // The raw query string (the FIC challenge may arrive there); absent → empty.
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
         .then(
-            |app: Arc<App>, method: Method, path: warp::path::FullPath, headers: HeaderMap, body| {
-                handler::handle(app, method, path.as_str().to_owned(), headers, body)
+            |app: Arc<App>,
+             method: Method,
+             path: warp::path::FullPath,
+             query: String,
+             headers: HeaderMap,
+             body| {
+                let query = (!query.is_empty()).then_some(query);
+                handler::handle(app, method, path.as_str().to_owned(), query, headers, body)
             },
         )
         .recover(|_rejection: warp::Rejection| async {

@@ -26,6 +26,8 @@ pub struct ErrorReply {
     pub message: Option<String>,
     /// For 503: when to retry.
     pub retry_after: Option<Duration>,
+    /// For 405: the methods the path accepts.
+    pub allow: &'static str,
 }
 
 impl ErrorReply {
@@ -37,6 +39,7 @@ impl ErrorReply {
             field: None,
             message: None,
             retry_after: None,
+            allow: "POST",
         }
     }
 
@@ -100,7 +103,7 @@ pub fn error(e: &ErrorReply) -> Response {
         resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
     }
     if e.status == StatusCode::METHOD_NOT_ALLOWED {
-        resp.headers_mut().insert(ALLOW, HeaderValue::from_static("POST"));
+        resp.headers_mut().insert(ALLOW, HeaderValue::from_static(e.allow));
     }
     resp
 }

@@ -4,6 +4,7 @@
 //! (unparseable, invalid values) or `missing_attribute` with the attribute's name.
 
 pub mod cloudevents;
+pub mod fic;
 
 use hookbridge_sink_core::{Event, ExtensionValue};
 

@@ -1,0 +1,34 @@
+//! The Fatture in Cloud verification GET (providers.md §1.2): echo the challenge as
+//! `{"verification": "<value>"}` once the bearer token checks out.
+//!
+//! Only a well-formed challenge is echoed (1–256 of `[A-Za-z0-9._-]`), so the endpoint cannot
+//! be used to reflect arbitrary content; anything else is 400 `bad_challenge`.
+
+use http::{HeaderMap, StatusCode};
+use serde_json::json;
+use warp::reply::Response;
+
+use super::reply::{self, ErrorReply};
+use crate::verify::fic::{self, FicVerifier, Purpose};
+
+/// Answers a verification GET.
+pub fn respond(verifier: &FicVerifier, headers: &HeaderMap, query: Option<&str>) -> Response {
+    if verifier.challenge_requires_token {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if let Err(e) = verifier.verify(headers, now, Purpose::Challenge) {
+            tracing::info!(code = e.code(), "verification challenge refused");
+            return reply::error(&ErrorReply::unauthorized(e.code()));
+        }
+    }
+    match fic::challenge(headers, query) {
+        Ok(value) => {
+            tracing::info!("answered the Fatture in Cloud verification challenge");
+            reply::json_response(StatusCode::OK, &json!({ "verification": value }))
+        }
+        Err(fic::BadChallenge(why)) => {
+            reply::error(&ErrorReply::new(StatusCode::BAD_REQUEST, "bad_challenge").message(why))
+        }
+    }
+}
