@@ -263,3 +263,56 @@ fn check_command_exit_codes_and_env_overrides() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("2 configuration errors"), "{stderr}");
 }
+
+const FIC: &str = r#"
+[sources.fic]
+path = "/webhooks/fic"
+kind = "fattureincloud"
+
+[sinks.out]
+type = "blackhole"
+
+[[routes]]
+sinks = ["out"]
+"#;
+
+#[test]
+fn fic_source_needs_public_url_and_a_valid_key() {
+    let (errs, file) = errors(FIC);
+    assert_error(
+        &errs,
+        &file,
+        "sources.fic.public_url",
+        "missing required key `public_url`",
+    );
+
+    let with_url = FIC.replace(
+        "kind = \"fattureincloud\"",
+        "kind = \"fattureincloud\"\npublic_url = \"https://hooks.example.com/webhooks/fic\"",
+    );
+    // The default (compiled-in) key needs no verify table at all.
+    config::from_toml_str(&with_url, "inline").unwrap_or_else(|e| panic!("{e}"));
+
+    let bad_key = format!("{with_url}\n[sources.fic.verify]\npublic_key = \"not a pem\"\n");
+    let (errs, file) = errors(&bad_key);
+    assert_error(
+        &errs,
+        &file,
+        "sources.fic.verify.public_key",
+        "not an EC public key",
+    );
+
+    let missing_file =
+        format!("{with_url}\n[sources.fic.verify]\npublic_key = {{ file = \"/nonexistent/fic.pem\" }}\n");
+    let (errs, file) = errors(&missing_file);
+    assert_error(
+        &errs,
+        &file,
+        "sources.fic.verify.public_key",
+        "/nonexistent/fic.pem",
+    );
+
+    let typo = format!("{with_url}\n[sources.fic.verify]\nleway = \"1m\"\n");
+    let (errs, file) = errors(&typo);
+    assert_error(&errs, &file, "sources.fic.verify.leway", "unknown key `leway`");
+}

@@ -26,7 +26,9 @@ use crate::registry::{self, SinkSpec};
 use crate::route::{Pattern, Router, Rule, Unmatched};
 use crate::verify::fic::{self, FicVerifier};
 use crate::verify::VerifierConfig;
-use raw::{CloudEventsVerifyRaw, DedupRaw, FicVerifyRaw, KeyRef, RouteRaw, ServerRaw, SourceRaw, UnmatchedRaw};
+use raw::{
+    CloudEventsVerifyRaw, DedupRaw, FicVerifyRaw, KeyRef, RouteRaw, ServerRaw, SourceRaw, UnmatchedRaw,
+};
 use secret::SECRET_HINT;
 
 /// The built-in configuration used when no file is given: CloudEvents at `/events` without
@@ -620,14 +622,23 @@ fn check_fic_verify(
     if let Some(l) = raw.leeway {
         verifier.leeway = l.0.as_secs();
     }
-    verifier.app_ids = raw.app_ids.unwrap_or_default().iter().map(raw::IdText::text).collect();
+    verifier.app_ids = raw
+        .app_ids
+        .unwrap_or_default()
+        .iter()
+        .map(raw::IdText::text)
+        .collect();
     verifier.companies = raw
         .companies
         .unwrap_or_default()
         .iter()
         .map(|c| {
             let t = c.text();
-            if t.starts_with("company:") { t } else { format!("company:{t}") }
+            if t.starts_with("company:") {
+                t
+            } else {
+                format!("company:{t}")
+            }
         })
         .collect();
     verifier.challenge_requires_token = raw.challenge_requires_token.unwrap_or(true);

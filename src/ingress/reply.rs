@@ -103,7 +103,8 @@ pub fn error(e: &ErrorReply) -> Response {
         resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
     }
     if e.status == StatusCode::METHOD_NOT_ALLOWED {
-        resp.headers_mut().insert(ALLOW, HeaderValue::from_static(e.allow));
+        resp.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static(e.allow));
     }
     resp
 }

@@ -30,7 +30,10 @@ pub fn is_structured(headers: &HeaderMap, body: &[u8]) -> bool {
 /// Decodes one FIC notification.
 pub fn decode(headers: &HeaderMap, body: &Bytes) -> Result<Event, NormalizeError> {
     if cloudevents::mode_of(headers) == BindingMode::Batch {
-        return Err(NormalizeError::malformed(None, "Fatture in Cloud does not send batches"));
+        return Err(NormalizeError::malformed(
+            None,
+            "Fatture in Cloud does not send batches",
+        ));
     }
     let mut event = if is_structured(headers, body) {
         cloudevents::decode_structured(body)?
@@ -53,12 +56,20 @@ fn ids(data: &[u8]) -> Result<Vec<Value>, NormalizeError> {
     let value: Value = serde_json::from_slice(data)
         .map_err(|e| NormalizeError::malformed(Some("data"), format!("the body is not JSON: {e}")))?;
     let Value::Object(obj) = value else {
-        return Err(NormalizeError::malformed(Some("data"), "the data is not a JSON object"));
+        return Err(NormalizeError::malformed(
+            Some("data"),
+            "the data is not a JSON object",
+        ));
     };
     let ids = match obj.get("data") {
         Some(Value::Object(inner)) => inner.get("ids"),
         Some(Value::Null) | None => obj.get("ids"),
-        Some(_) => return Err(NormalizeError::malformed(Some("data"), "data.data is not an object")),
+        Some(_) => {
+            return Err(NormalizeError::malformed(
+                Some("data"),
+                "data.data is not an object",
+            ))
+        }
     };
     match ids {
         None | Some(Value::Null) => Ok(Vec::new()),
@@ -66,7 +77,10 @@ fn ids(data: &[u8]) -> Result<Vec<Value>, NormalizeError> {
             if list.iter().all(|v| v.is_number() || v.is_string()) {
                 Ok(list.clone())
             } else {
-                Err(NormalizeError::malformed(Some("data"), "ids must be numbers or strings"))
+                Err(NormalizeError::malformed(
+                    Some("data"),
+                    "ids must be numbers or strings",
+                ))
             }
         }
         Some(_) => Err(NormalizeError::malformed(Some("data"), "ids is not a list")),
@@ -98,13 +112,20 @@ mod tests {
 
     #[test]
     fn binary_and_structured_give_the_same_canonical_data() {
-        let b = decode(&binary_headers(), &Bytes::from_static(br#"{"data":{"ids":[3062300]}}"#)).expect("binary");
+        let b = decode(
+            &binary_headers(),
+            &Bytes::from_static(br#"{"data":{"ids":[3062300]}}"#),
+        )
+        .expect("binary");
         for ct in ["application/cloudevents+json", "application/json"] {
             let mut h = HeaderMap::new();
             h.insert("content-type", HeaderValue::from_static(ct));
             let s = decode(&h, &Bytes::from_static(STRUCTURED)).expect(ct);
             assert_eq!(s.data, b.data, "{ct}");
-            assert_eq!((s.id.as_str(), s.subject.as_deref()), (b.id.as_str(), b.subject.as_deref()));
+            assert_eq!(
+                (s.id.as_str(), s.subject.as_deref()),
+                (b.id.as_str(), b.subject.as_deref())
+            );
         }
         assert_eq!(b.data.as_deref(), Some(&br#"{"ids":[3062300]}"#[..]));
     }
@@ -120,13 +141,23 @@ mod tests {
         ];
         for (body, want) in cases {
             let e = decode(&binary_headers(), &Bytes::copy_from_slice(body)).expect("decode");
-            assert_eq!(e.data.as_deref(), Some(want.as_bytes()), "{}", String::from_utf8_lossy(body));
+            assert_eq!(
+                e.data.as_deref(),
+                Some(want.as_bytes()),
+                "{}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 
     #[test]
     fn bad_bodies_are_malformed() {
-        for body in [&b"not json"[..], b"[1]", br#"{"data":{"ids":"x"}}"#, br#"{"data":{"ids":[{}]}}"#] {
+        for body in [
+            &b"not json"[..],
+            b"[1]",
+            br#"{"data":{"ids":"x"}}"#,
+            br#"{"data":{"ids":[{}]}}"#,
+        ] {
             let e = decode(&binary_headers(), &Bytes::copy_from_slice(body)).expect_err("malformed");
             assert_eq!(e.code, "malformed", "{}", String::from_utf8_lossy(body));
         }

@@ -78,7 +78,8 @@ pub enum Purpose {
 impl FicVerifier {
     /// A verifier from a PEM public key (SPKI, P-256).
     pub fn new(public_key_pem: &[u8], public_url: String) -> Result<Self, String> {
-        let key = DecodingKey::from_ec_pem(public_key_pem).map_err(|e| format!("not an EC public key in PEM: {e}"))?;
+        let key = DecodingKey::from_ec_pem(public_key_pem)
+            .map_err(|e| format!("not an EC public key in PEM: {e}"))?;
         Ok(FicVerifier {
             key,
             public_url,
@@ -154,7 +155,10 @@ impl FicVerifier {
     }
 
     fn check_lifetime(&self, claims: &Map<String, Value>, now: u64) -> Result<(), VerifyError> {
-        let exp = claims.get("exp").and_then(Value::as_u64).ok_or(VerifyError::TokenExpired)?;
+        let exp = claims
+            .get("exp")
+            .and_then(Value::as_u64)
+            .ok_or(VerifyError::TokenExpired)?;
         if exp.saturating_add(self.leeway) <= now {
             return Err(VerifyError::TokenExpired);
         }
@@ -204,29 +208,45 @@ pub fn challenge(headers: &HeaderMap, query: Option<&str>) -> Result<String, Bad
         return Err(BadChallenge("the challenge header appears more than once".into()));
     }
     let header = header
-        .map(|v| v.to_str().map(str::to_owned).map_err(|_| BadChallenge("the challenge header is not ASCII".into())))
+        .map(|v| {
+            v.to_str()
+                .map(str::to_owned)
+                .map_err(|_| BadChallenge("the challenge header is not ASCII".into()))
+        })
         .transpose()?;
     let mut from_query = query
         .unwrap_or_default()
         .split('&')
         .filter_map(|pair| pair.split_once('=').or(Some((pair, ""))))
         .filter(|(k, _)| *k == CHALLENGE)
-        .map(|(_, v)| percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned());
+        .map(|(_, v)| {
+            percent_encoding::percent_decode_str(v)
+                .decode_utf8_lossy()
+                .into_owned()
+        });
     let query = from_query.next();
     if from_query.next().is_some() {
-        return Err(BadChallenge("the challenge parameter appears more than once".into()));
+        return Err(BadChallenge(
+            "the challenge parameter appears more than once".into(),
+        ));
     }
     let value = match (header, query) {
         (Some(h), Some(q)) if h != q => {
-            return Err(BadChallenge("the challenge header and query parameter differ".into()))
+            return Err(BadChallenge(
+                "the challenge header and query parameter differ".into(),
+            ))
         }
         (Some(v), _) | (None, Some(v)) => v,
         (None, None) => return Err(BadChallenge(format!("no {CHALLENGE} header or query parameter"))),
     };
     let valid = (1..=256).contains(&value.len())
-        && value.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
     if !valid {
-        return Err(BadChallenge("the challenge must be 1-256 characters of A-Z a-z 0-9 . _ -".into()));
+        return Err(BadChallenge(
+            "the challenge must be 1-256 characters of A-Z a-z 0-9 . _ -".into(),
+        ));
     }
     Ok(value)
 }

@@ -55,7 +55,9 @@ impl VerifierConfig {
             VerifierConfig::Token { tokens, header } => {
                 token::verify(headers, header, tokens).map(|()| Verified::default())
             }
-            VerifierConfig::Fic(v) => v.verify(headers, now, Purpose::Notification).map(|c| Verified { fic: Some(c) }),
+            VerifierConfig::Fic(v) => v
+                .verify(headers, now, Purpose::Notification)
+                .map(|c| Verified { fic: Some(c) }),
         }
     }
 }

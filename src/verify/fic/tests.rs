@@ -28,7 +28,10 @@ fn sign_with(key_pem: &str, claims: &Value) -> String {
 
 fn auth(token: &str) -> HeaderMap {
     let mut h = HeaderMap::new();
-    h.insert(http::header::AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {token}")).expect("value"));
+    h.insert(
+        http::header::AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {token}")).expect("value"),
+    );
     h
 }
 
@@ -55,16 +58,76 @@ fn valid_token_yields_binding_claims() {
 #[test]
 fn claim_failures() {
     let cases: Vec<(&str, Value, VerifyError)> = vec![
-        ("expired", with(|m| { m.insert("exp".into(), json!(NOW - 61)); }), VerifyError::TokenExpired),
-        ("no exp", with(|m| { m.remove("exp"); }), VerifyError::TokenExpired),
-        ("nbf future", with(|m| { m.insert("nbf".into(), json!(NOW + 120)); }), VerifyError::TokenNotYetValid),
-        ("wrong iss", with(|m| { m.insert("iss".into(), json!("https://evil.example")); }), VerifyError::IssuerMismatch),
-        ("no iss", with(|m| { m.remove("iss"); }), VerifyError::IssuerMismatch),
-        ("no aud", with(|m| { m.remove("aud"); }), VerifyError::AudienceMismatch),
-        ("aud without url", with(|m| { m.insert("aud".into(), json!(["https://other.example/x"])); }), VerifyError::AudienceMismatch),
-        ("aud prefix only", with(|m| { m.insert("aud".into(), json!([format!("{URL}/more")])); }), VerifyError::AudienceMismatch),
-        ("no sub", with(|m| { m.remove("sub"); }), VerifyError::SubjectMismatch),
-        ("no jti", with(|m| { m.remove("jti"); }), VerifyError::IdMismatch),
+        (
+            "expired",
+            with(|m| {
+                m.insert("exp".into(), json!(NOW - 61));
+            }),
+            VerifyError::TokenExpired,
+        ),
+        (
+            "no exp",
+            with(|m| {
+                m.remove("exp");
+            }),
+            VerifyError::TokenExpired,
+        ),
+        (
+            "nbf future",
+            with(|m| {
+                m.insert("nbf".into(), json!(NOW + 120));
+            }),
+            VerifyError::TokenNotYetValid,
+        ),
+        (
+            "wrong iss",
+            with(|m| {
+                m.insert("iss".into(), json!("https://evil.example"));
+            }),
+            VerifyError::IssuerMismatch,
+        ),
+        (
+            "no iss",
+            with(|m| {
+                m.remove("iss");
+            }),
+            VerifyError::IssuerMismatch,
+        ),
+        (
+            "no aud",
+            with(|m| {
+                m.remove("aud");
+            }),
+            VerifyError::AudienceMismatch,
+        ),
+        (
+            "aud without url",
+            with(|m| {
+                m.insert("aud".into(), json!(["https://other.example/x"]));
+            }),
+            VerifyError::AudienceMismatch,
+        ),
+        (
+            "aud prefix only",
+            with(|m| {
+                m.insert("aud".into(), json!([format!("{URL}/more")]));
+            }),
+            VerifyError::AudienceMismatch,
+        ),
+        (
+            "no sub",
+            with(|m| {
+                m.remove("sub");
+            }),
+            VerifyError::SubjectMismatch,
+        ),
+        (
+            "no jti",
+            with(|m| {
+                m.remove("jti");
+            }),
+            VerifyError::IdMismatch,
+        ),
     ];
     for (name, c, want) in cases {
         let got = verifier().verify(&auth(&sign_with(KEY, &c)), NOW, Purpose::Notification);
@@ -75,16 +138,31 @@ fn claim_failures() {
 #[test]
 fn leeway_applies_to_exp_and_nbf() {
     let v = verifier();
-    let c = with(|m| { m.insert("exp".into(), json!(NOW - 30)); m.insert("nbf".into(), json!(NOW + 30)); });
-    assert!(v.verify(&auth(&sign_with(KEY, &c)), NOW, Purpose::Notification).is_ok());
+    let c = with(|m| {
+        m.insert("exp".into(), json!(NOW - 30));
+        m.insert("nbf".into(), json!(NOW + 30));
+    });
+    assert!(v
+        .verify(&auth(&sign_with(KEY, &c)), NOW, Purpose::Notification)
+        .is_ok());
 }
 
 #[test]
 fn audience_readings() {
     let v = verifier();
-    for aud in [json!([URL]), json!(URL), json!(["x", format!("{URL}?x-fic-verification-challenge=1")])] {
-        let c = with(|m| { m.insert("aud".into(), aud.clone()); });
-        assert!(v.verify(&auth(&sign_with(KEY, &c)), NOW, Purpose::Notification).is_ok(), "{aud}");
+    for aud in [
+        json!([URL]),
+        json!(URL),
+        json!(["x", format!("{URL}?x-fic-verification-challenge=1")]),
+    ] {
+        let c = with(|m| {
+            m.insert("aud".into(), aud.clone());
+        });
+        assert!(
+            v.verify(&auth(&sign_with(KEY, &c)), NOW, Purpose::Notification)
+                .is_ok(),
+            "{aud}"
+        );
     }
 }
 
@@ -97,14 +175,34 @@ fn forged_tokens() {
     // Tampered payload with the original signature.
     let parts: Vec<&str> = good.split('.').collect();
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let forged_payload = b64.encode(serde_json::to_vec(&with(|m| { m.insert("sub".into(), json!("company:1")); })).expect("json"));
+    let forged_payload = b64.encode(
+        serde_json::to_vec(&with(|m| {
+            m.insert("sub".into(), json!("company:1"));
+        }))
+        .expect("json"),
+    );
     let tampered = format!("{}.{}.{}", parts[0], forged_payload, parts[2]);
     // HS256 "signed" with the public key as the secret.
-    let hs = encode(&Header::new(Algorithm::HS256), &claims(), &EncodingKey::from_secret(PUB.as_bytes()).expect("secret")).expect("hs256");
+    let hs = encode(
+        &Header::new(Algorithm::HS256),
+        &claims(),
+        &EncodingKey::from_secret(PUB.as_bytes()).expect("secret"),
+    )
+    .expect("hs256");
     // alg: none.
     let none = format!("{}.{}.", b64.encode(br#"{"alg":"none","typ":"JWT"}"#), parts[1]);
-    for (name, token) in [("other key", other), ("tampered", tampered), ("hs256", hs), ("none", none), ("garbage", "a.b.c".into())] {
-        assert_eq!(v.verify(&auth(&token), NOW, Purpose::Notification), Err(VerifyError::BadSignature), "{name}");
+    for (name, token) in [
+        ("other key", other),
+        ("tampered", tampered),
+        ("hs256", hs),
+        ("none", none),
+        ("garbage", "a.b.c".into()),
+    ] {
+        assert_eq!(
+            v.verify(&auth(&token), NOW, Purpose::Notification),
+            Err(VerifyError::BadSignature),
+            "{name}"
+        );
     }
 }
 
@@ -113,14 +211,35 @@ fn missing_or_malformed_authorization() {
     let v = verifier();
     let token = sign_with(KEY, &claims());
     let mut h = HeaderMap::new();
-    assert_eq!(v.verify(&h, NOW, Purpose::Notification), Err(VerifyError::MissingToken));
-    h.insert(http::header::AUTHORIZATION, HeaderValue::from_str(&token).expect("v"));
-    assert_eq!(v.verify(&h, NOW, Purpose::Notification), Err(VerifyError::MissingToken));
-    h.insert(http::header::AUTHORIZATION, HeaderValue::from_str(&format!("Basic {token}")).expect("v"));
-    assert_eq!(v.verify(&h, NOW, Purpose::Notification), Err(VerifyError::MissingToken));
+    assert_eq!(
+        v.verify(&h, NOW, Purpose::Notification),
+        Err(VerifyError::MissingToken)
+    );
+    h.insert(
+        http::header::AUTHORIZATION,
+        HeaderValue::from_str(&token).expect("v"),
+    );
+    assert_eq!(
+        v.verify(&h, NOW, Purpose::Notification),
+        Err(VerifyError::MissingToken)
+    );
+    h.insert(
+        http::header::AUTHORIZATION,
+        HeaderValue::from_str(&format!("Basic {token}")).expect("v"),
+    );
+    assert_eq!(
+        v.verify(&h, NOW, Purpose::Notification),
+        Err(VerifyError::MissingToken)
+    );
     let mut two = auth(&token);
-    two.append(http::header::AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {token}")).expect("v"));
-    assert_eq!(v.verify(&two, NOW, Purpose::Notification), Err(VerifyError::MissingToken));
+    two.append(
+        http::header::AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {token}")).expect("v"),
+    );
+    assert_eq!(
+        v.verify(&two, NOW, Purpose::Notification),
+        Err(VerifyError::MissingToken)
+    );
 }
 
 #[test]
@@ -130,29 +249,65 @@ fn allow_lists() {
     v.companies.insert("company:108061".into());
     let token = sign_with(KEY, &claims());
     assert!(v.verify(&auth(&token), NOW, Purpose::Notification).is_ok());
-    let wrong_app = sign_with(KEY, &with(|m| { m.insert("aid".into(), json!(1)); }));
-    assert_eq!(v.verify(&auth(&wrong_app), NOW, Purpose::Notification), Err(VerifyError::NotAllowed));
-    let wrong_company = sign_with(KEY, &with(|m| { m.insert("sub".into(), json!("company:1")); }));
-    assert_eq!(v.verify(&auth(&wrong_company), NOW, Purpose::Notification), Err(VerifyError::NotAllowed));
+    let wrong_app = sign_with(
+        KEY,
+        &with(|m| {
+            m.insert("aid".into(), json!(1));
+        }),
+    );
+    assert_eq!(
+        v.verify(&auth(&wrong_app), NOW, Purpose::Notification),
+        Err(VerifyError::NotAllowed)
+    );
+    let wrong_company = sign_with(
+        KEY,
+        &with(|m| {
+            m.insert("sub".into(), json!("company:1"));
+        }),
+    );
+    assert_eq!(
+        v.verify(&auth(&wrong_company), NOW, Purpose::Notification),
+        Err(VerifyError::NotAllowed)
+    );
     // On the GET the allow-lists apply only when switched on.
     assert!(v.verify(&auth(&wrong_company), NOW, Purpose::Challenge).is_ok());
     v.challenge_checks_allow_lists = true;
-    assert_eq!(v.verify(&auth(&wrong_company), NOW, Purpose::Challenge), Err(VerifyError::NotAllowed));
+    assert_eq!(
+        v.verify(&auth(&wrong_company), NOW, Purpose::Challenge),
+        Err(VerifyError::NotAllowed)
+    );
 }
 
 #[test]
 fn challenge_token_needs_no_sub_or_jti() {
-    let c = with(|m| { m.remove("sub"); m.remove("jti"); });
-    assert!(verifier().verify(&auth(&sign_with(KEY, &c)), NOW, Purpose::Challenge).is_ok());
+    let c = with(|m| {
+        m.remove("sub");
+        m.remove("jti");
+    });
+    assert!(verifier()
+        .verify(&auth(&sign_with(KEY, &c)), NOW, Purpose::Challenge)
+        .is_ok());
 }
 
 #[test]
 fn event_bindings() {
-    let c = FicClaims { sub: Some("company:1".into()), jti: Some("id-1".into()) };
+    let c = FicClaims {
+        sub: Some("company:1".into()),
+        jti: Some("id-1".into()),
+    };
     assert_eq!(FicVerifier::check_event(&c, "id-1", Some("company:1")), Ok(()));
-    assert_eq!(FicVerifier::check_event(&c, "id-2", Some("company:1")), Err(VerifyError::IdMismatch));
-    assert_eq!(FicVerifier::check_event(&c, "id-1", Some("company:2")), Err(VerifyError::SubjectMismatch));
-    assert_eq!(FicVerifier::check_event(&c, "id-1", None), Err(VerifyError::SubjectMismatch));
+    assert_eq!(
+        FicVerifier::check_event(&c, "id-2", Some("company:1")),
+        Err(VerifyError::IdMismatch)
+    );
+    assert_eq!(
+        FicVerifier::check_event(&c, "id-1", Some("company:2")),
+        Err(VerifyError::SubjectMismatch)
+    );
+    assert_eq!(
+        FicVerifier::check_event(&c, "id-1", None),
+        Err(VerifyError::SubjectMismatch)
+    );
 }
 
 #[test]
@@ -164,8 +319,14 @@ fn challenge_values() {
         h
     };
     assert_eq!(challenge(&h(&hex64), None), Ok(hex64.clone()));
-    assert_eq!(challenge(&HeaderMap::new(), Some(&format!("{CHALLENGE}={hex64}&x=1"))), Ok(hex64.clone()));
-    assert_eq!(challenge(&h("A.b_c-9"), Some(&format!("{CHALLENGE}=A.b_c-9"))), Ok("A.b_c-9".into()));
+    assert_eq!(
+        challenge(&HeaderMap::new(), Some(&format!("{CHALLENGE}={hex64}&x=1"))),
+        Ok(hex64.clone())
+    );
+    assert_eq!(
+        challenge(&h("A.b_c-9"), Some(&format!("{CHALLENGE}=A.b_c-9"))),
+        Ok("A.b_c-9".into())
+    );
     assert!(challenge(&h(&"a".repeat(256)), None).is_ok());
     for bad in ["", "has space", "<script>", "a/b", "\"quote\""] {
         let mut hm = HeaderMap::new();
@@ -176,7 +337,10 @@ fn challenge_values() {
     }
     assert!(challenge(&h(&"a".repeat(257)), None).is_err());
     assert!(challenge(&HeaderMap::new(), Some(&format!("{CHALLENGE}=%3Cx%3E"))).is_err());
-    assert!(challenge(&h("abc"), Some(&format!("{CHALLENGE}=abd"))).is_err(), "header and query differ");
+    assert!(
+        challenge(&h("abc"), Some(&format!("{CHALLENGE}=abd"))).is_err(),
+        "header and query differ"
+    );
     assert!(challenge(&HeaderMap::new(), None).is_err());
 }
 
@@ -184,9 +348,14 @@ fn challenge_values() {
 fn compiled_in_key_is_fics_published_p256_key() {
     // The base64 body as published in FIC's documentation (providers.md §1.4).
     let published = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE/RoHIjgY7hfXfY5p/Jy+K/FguMZ43TvZ9t4eN7+kxQ0MJzKtowv4CcYTFqrBm7hMB5ZWKnqLz24D6lQjSL0Ysw==";
-    let body: String = FIC_PUBLIC_KEY_PEM.lines().filter(|l| !l.starts_with("-----")).collect();
+    let body: String = FIC_PUBLIC_KEY_PEM
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
     assert_eq!(body, published);
-    let der = base64::engine::general_purpose::STANDARD.decode(&body).expect("base64");
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(&body)
+        .expect("base64");
     // SubjectPublicKeyInfo with id-ecPublicKey (1.2.840.10045.2.1) on prime256v1 (1.2.840.10045.3.1.7)
     // and a 65-byte uncompressed point.
     let ec_public_key = [0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
@@ -199,5 +368,8 @@ fn compiled_in_key_is_fics_published_p256_key() {
     // And it is a real ES256 verification key: a token signed by another key fails against it
     // with a signature error, not a key error.
     let v = FicVerifier::new(FIC_PUBLIC_KEY_PEM.as_bytes(), URL.into()).expect("key");
-    assert_eq!(v.verify(&auth(&sign_with(KEY, &claims())), NOW, Purpose::Notification), Err(VerifyError::BadSignature));
+    assert_eq!(
+        v.verify(&auth(&sign_with(KEY, &claims())), NOW, Purpose::Notification),
+        Err(VerifyError::BadSignature)
+    );
 }
