@@ -96,6 +96,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let local = listener.local_addr().context("listener address")?;
+    let admin = match config.server.admin_listen {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (server.admin_listen)"))?;
+            tracing::info!(listen = %l.local_addr().context("admin address")?, "admin endpoints listening");
+            Some(l)
+        }
+        None => None,
+    };
     for s in &config.sources {
         if matches!(s.verifier, hookbridge::verify::VerifierConfig::None) {
             tracing::warn!(source = %s.name, "source accepts unauthenticated requests (verify.kind = \"none\")");
@@ -106,7 +116,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         print_quickstart(local);
     }
     let app = hookbridge::app::App::build(config);
-    hookbridge::ingress::serve(app, listener, shutdown_signal()).await;
+    hookbridge::ingress::serve_with_admin(app, listener, admin, shutdown_signal()).await;
     Ok(())
 }
 

@@ -519,6 +519,25 @@ async fn healthz_and_readyz_report_sink_state() {
 }
 
 #[tokio::test]
+async fn admin_listener_takes_over_health_endpoints() {
+    let cfg = format!("{TWO_SINKS}\n[server]\nadmin_listen = \"127.0.0.1:0\"\n");
+    let hb = common::start_full(&cfg, vec![], true).await;
+    let admin = hb.admin_addr.expect("admin");
+    let (status, body, _) = send(client().get(format!("http://{admin}/readyz"))).await;
+    assert_eq!((status, &body["status"]), (200, &json!("ready")), "{body}");
+    let (status, _, _) = send(client().get(format!("http://{admin}/healthz"))).await;
+    assert_eq!(status, 200);
+    let (status, body, _) = send(client().get(hb.url("/readyz"))).await;
+    assert_eq!((status, &body["error"]["code"]), (404, &json!("not_found")));
+    // Webhooks are not served on the admin listener.
+    let (status, _, _) = send(binary(&format!("http://{admin}/events"), "adm-1", "t").body("{}")).await;
+    assert_eq!(status, 404);
+    let (status, _, _) = send(binary(&hb.url("/events"), "adm-1", "t").body("{}")).await;
+    assert_eq!(status, 200);
+    hb.stop().await;
+}
+
+#[tokio::test]
 async fn slow_request_body_gets_503_request_timeout() {
     let cfg = format!("{TWO_SINKS}\n[server]\nrequest_timeout = \"500ms\"\npublish_timeout = \"200ms\"\n");
     let hb = start(&cfg, vec![]).await;

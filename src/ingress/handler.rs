@@ -24,9 +24,19 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Handles any request to the main listener.
+/// Which listener a request arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The webhook listener (also serving health endpoints unless an admin listener exists).
+    Main,
+    /// `server.admin_listen`: health endpoints only.
+    Admin,
+}
+
+/// Handles any request.
 pub async fn handle<S, B>(
     app: Arc<App>,
+    role: Role,
     method: Method,
     path: String,
     query: Option<String>,
@@ -37,14 +47,17 @@ where
     S: Stream<Item = Result<B, warp::Error>>,
     B: Buf,
 {
+    let serves_health = role == Role::Admin || app.config.server.admin_listen.is_none();
     let mut resp = match path.as_str() {
+        "/healthz" | "/readyz" if !serves_health => not_found(),
         "/healthz" | "/readyz" if method != Method::GET && method != Method::HEAD => reply::error(
             &ErrorReply::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
         ),
         "/healthz" => reply::json_response(StatusCode::OK, &json!({ "status": "ok" })),
         "/readyz" => super::health::readyz(&app).await,
+        _ if role == Role::Admin => not_found(),
         _ => match app.source_at(&path) {
-            None => reply::error(&ErrorReply::new(StatusCode::NOT_FOUND, "not_found")),
+            None => not_found(),
             Some(source) => webhook(&app, &source, method, query, headers, body).await,
         },
     };
@@ -52,6 +65,10 @@ where
         reply::close_connection(&mut resp);
     }
     resp
+}
+
+fn not_found() -> Response {
+    reply::error(&ErrorReply::new(StatusCode::NOT_FOUND, "not_found"))
 }
 
 async fn webhook<S, B>(

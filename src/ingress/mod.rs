@@ -24,9 +24,12 @@ use warp::Filter;
 
 use crate::app::App;
 
-/// The warp filter for the main listener.
+pub use handler::Role;
+
+/// The warp filter for a listener.
 pub fn routes(
     app: Arc<App>,
+    role: Role,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
     warp::any()
         .map(move || app.clone())
@@ -37,14 +40,14 @@ pub fn routes(
         .and(warp::header::headers_cloned())
         .and(warp::body::stream())
         .then(
-            |app: Arc<App>,
-             method: Method,
-             path: warp::path::FullPath,
-             query: String,
-             headers: HeaderMap,
-             body| {
+            move |app: Arc<App>,
+                  method: Method,
+                  path: warp::path::FullPath,
+                  query: String,
+                  headers: HeaderMap,
+                  body| {
                 let query = (!query.is_empty()).then_some(query);
-                handler::handle(app, method, path.as_str().to_owned(), query, headers, body)
+                handler::handle(app, role, method, path.as_str().to_owned(), query, headers, body)
             },
         )
         .recover(|_rejection: warp::Rejection| async {
@@ -59,7 +62,18 @@ pub fn routes(
 
 /// Serves `app` on `listener` until `shutdown` resolves, then drains and returns.
 pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-    let service = warp::service(routes(app.clone()));
+    serve_with_admin(app, listener, None, shutdown).await;
+}
+
+/// Like [`serve`], with health endpoints on a separate `admin` listener when given.
+pub async fn serve_with_admin(
+    app: Arc<App>,
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let main_service = warp::service(routes(app.clone(), Role::Main));
+    let admin_service = warp::service(routes(app.clone(), Role::Admin));
     let graceful = GracefulShutdown::new();
     let server = &app.config.server;
     let drain = async {
@@ -71,34 +85,52 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
         }
     };
     let mut drain = std::pin::pin!(drain);
+    let admin_accept = || async {
+        match &admin {
+            Some(l) => l.accept().await,
+            None => std::future::pending().await,
+        }
+    };
     loop {
-        tokio::select! {
+        // Both listeners keep accepting while draining: new webhook requests get a clear 503
+        // `shutting_down` instead of a refused connection, and probes still see /readyz.
+        let (accepted, is_admin) = tokio::select! {
             biased;
             () = &mut drain => break,
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off instead of spinning.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let svc = TowerToHyperService::new(service.clone());
-                let mut builder = hyper::server::conn::http1::Builder::new();
-                builder.timer(TokioTimer::new()).header_read_timeout(server.header_read_timeout);
-                let conn = builder.serve_connection(TokioIo::new(stream), svc);
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                });
+            a = listener.accept() => (a, false),
+            a = admin_accept() => (a, true),
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
             }
-        }
+        };
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(server.header_read_timeout);
+        let io = TokioIo::new(stream);
+        let conn = if is_admin {
+            tokio::spawn(watch(
+                &graceful,
+                builder.serve_connection(io, TowerToHyperService::new(admin_service.clone())),
+                peer,
+            ))
+        } else {
+            tokio::spawn(watch(
+                &graceful,
+                builder.serve_connection(io, TowerToHyperService::new(main_service.clone())),
+                peer,
+            ))
+        };
+        drop(conn);
     }
     drop(listener);
+    drop(admin);
     // In-flight requests are done (or timed out); give idle keep-alive connections a moment.
     if tokio::time::timeout(Duration::from_secs(2), graceful.shutdown())
         .await
@@ -108,4 +140,21 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
     }
     app.shutdown_sinks().await;
     tracing::info!("stopped");
+}
+
+fn watch<C>(
+    graceful: &GracefulShutdown,
+    conn: C,
+    peer: std::net::SocketAddr,
+) -> impl Future<Output = ()> + Send + 'static
+where
+    C: hyper_util::server::graceful::GracefulConnection + Send + 'static,
+    C::Error: std::fmt::Display,
+{
+    let conn = graceful.watch(conn);
+    async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        }
+    }
 }

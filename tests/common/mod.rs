@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 /// A running in-process hookbridge.
 pub struct Running {
     pub addr: std::net::SocketAddr,
+    pub admin_addr: Option<std::net::SocketAddr>,
     pub app: Arc<App>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
@@ -54,6 +55,12 @@ impl Running {
 
 /// Starts hookbridge with `toml` (listen is forced to 127.0.0.1:0) and sink overrides.
 pub async fn start(toml: &str, overrides: Vec<(&str, SinkHandle)>) -> Running {
+    start_full(toml, overrides, false).await
+}
+
+/// Like [`start`], with an admin listener on 127.0.0.1:0 when `admin` is set (the config must
+/// set `server.admin_listen` for the main listener to stop serving health endpoints).
+pub async fn start_full(toml: &str, overrides: Vec<(&str, SinkHandle)>, admin: bool) -> Running {
     let config = hookbridge::config::from_toml_str(toml, "test.toml").unwrap_or_else(|e| panic!("{e}"));
     let app = App::build_with(
         config,
@@ -61,12 +68,30 @@ pub async fn start(toml: &str, overrides: Vec<(&str, SinkHandle)>) -> Running {
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
+    let admin_listener = if admin {
+        Some(
+            tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind admin"),
+        )
+    } else {
+        None
+    };
+    let admin_addr = admin_listener
+        .as_ref()
+        .map(|l| l.local_addr().expect("admin addr"));
     let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(hookbridge::ingress::serve(app.clone(), listener, async {
-        let _ = rx.await;
-    }));
+    let task = tokio::spawn(hookbridge::ingress::serve_with_admin(
+        app.clone(),
+        listener,
+        admin_listener,
+        async {
+            let _ = rx.await;
+        },
+    ));
     Running {
         addr,
+        admin_addr,
         app,
         stop: Some(tx),
         task,
