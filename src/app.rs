@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hookbridge_sink_core::SinkHandle;
+use hookbridge_sink_core::{SinkError, SinkHandle};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::{Config, SourceConfig};
@@ -26,20 +26,24 @@ pub struct App {
 }
 
 impl App {
-    /// Builds every sink from the configuration. No network IO happens here.
-    pub fn build(config: Config) -> Arc<App> {
+    /// Builds every sink from the configuration. No network IO happens here: sinks connect
+    /// lazily, so hookbridge starts while a broker is down.
+    pub fn build(config: Config) -> Result<Arc<App>, SinkError> {
         Self::build_with(config, Vec::new())
     }
 
     /// Like [`App::build`], but sinks named in `overrides` are replaced by the given instances
     /// (tests inject failing or slow sinks this way).
-    pub fn build_with(config: Config, overrides: Vec<(String, SinkHandle)>) -> Arc<App> {
+    pub fn build_with(config: Config, overrides: Vec<(String, SinkHandle)>) -> Result<Arc<App>, SinkError> {
         let mut overrides: HashMap<String, SinkHandle> = overrides.into_iter().collect();
         let sinks: Vec<SinkHandle> = config
             .sinks
             .iter()
-            .map(|s| overrides.remove(&s.name).unwrap_or_else(|| s.spec.build(&s.name)))
-            .collect();
+            .map(|s| match overrides.remove(&s.name) {
+                Some(sink) => Ok(sink),
+                None => s.spec.build(&s.name),
+            })
+            .collect::<Result<_, _>>()?;
         let dedup = config
             .dedup
             .enabled
@@ -55,13 +59,13 @@ impl App {
             .iter()
             .map(|s| (s.path.clone(), Arc::new(s.clone())))
             .collect();
-        Arc::new(App {
+        Ok(Arc::new(App {
             sources,
             deliverer,
             shutting_down: AtomicBool::new(false),
             in_flight: Arc::new(Semaphore::new(config.server.max_in_flight)),
             config,
-        })
+        }))
     }
 
     /// The source listening on `path`.
@@ -90,6 +94,21 @@ impl App {
         tokio::time::timeout(timeout, self.in_flight.acquire_many(all))
             .await
             .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Checks every sink once (which also starts lazy connections) and logs its state.
+    pub async fn log_sink_health(&self) {
+        for sink in self.deliverer.sinks() {
+            match tokio::time::timeout(Duration::from_secs(5), sink.health()).await {
+                Ok(Ok(())) => tracing::info!(sink = %sink.name(), kind = sink.kind(), "sink ready"),
+                Ok(Err(e)) => {
+                    tracing::warn!(sink = %sink.name(), kind = sink.kind(), error = %e, "sink not ready yet")
+                }
+                Err(_) => {
+                    tracing::warn!(sink = %sink.name(), kind = sink.kind(), "sink health check timed out")
+                }
+            }
+        }
     }
 
     /// Flushes and closes every sink.

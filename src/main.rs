@@ -115,7 +115,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
     if builtin {
         print_quickstart(local);
     }
-    let app = hookbridge::app::App::build(config);
+    let app = hookbridge::app::App::build(config).context("cannot build the sinks")?;
+    {
+        // Starts lazy broker connections and reports them; never blocks serving.
+        let app = app.clone();
+        tokio::spawn(async move { app.log_sink_health().await });
+    }
     hookbridge::ingress::serve_with_admin(app, listener, admin, shutdown_signal()).await;
     Ok(())
 }

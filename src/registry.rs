@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use hookbridge_sink_core::{BlackholeConfig, BlackholeSink, SinkHandle};
+use hookbridge_sink_core::{BlackholeConfig, BlackholeSink, SinkError, SinkHandle};
 use hookbridge_sink_file::{FileConfig, FileSink};
 use serde::Deserialize;
 
@@ -13,7 +13,7 @@ pub const SINK_TYPES: &[(&str, bool)] = &[
     ("blackhole", true),
     ("kafka", false),
     ("rabbitmq", false),
-    ("nats", false),
+    ("nats", cfg!(feature = "nats")),
     ("http", false),
 ];
 
@@ -25,6 +25,9 @@ pub enum SinkSpec {
     File(FileConfig),
     /// Acks and discards.
     Blackhole(BlackholeConfig),
+    /// NATS core or JetStream.
+    #[cfg(feature = "nats")]
+    Nats(Box<hookbridge_sink_nats::NatsConfig>),
 }
 
 impl SinkSpec {
@@ -33,6 +36,8 @@ impl SinkSpec {
         match self {
             SinkSpec::File(_) => "file",
             SinkSpec::Blackhole(_) => "blackhole",
+            #[cfg(feature = "nats")]
+            SinkSpec::Nats(_) => "nats",
         }
     }
 
@@ -41,16 +46,20 @@ impl SinkSpec {
         match self {
             SinkSpec::File(c) => c.validate().into_iter().map(|(k, m)| (k.to_owned(), m)).collect(),
             SinkSpec::Blackhole(_) => Vec::new(),
+            #[cfg(feature = "nats")]
+            SinkSpec::Nats(c) => c.validate(),
         }
     }
 
     /// Builds the sink. Construction does no network IO: sinks connect lazily, so hookbridge
     /// starts while a broker is down.
-    pub fn build(&self, name: &str) -> SinkHandle {
-        match self {
+    pub fn build(&self, name: &str) -> Result<SinkHandle, SinkError> {
+        Ok(match self {
             SinkSpec::File(c) => Arc::new(FileSink::new(name, c.clone())),
             SinkSpec::Blackhole(c) => Arc::new(BlackholeSink::new(name, c)),
-        }
+            #[cfg(feature = "nats")]
+            SinkSpec::Nats(c) => Arc::new(hookbridge_sink_nats::NatsSink::new(name, (**c).clone())?),
+        })
     }
 }
 

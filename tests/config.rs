@@ -316,3 +316,13 @@ fn fic_source_needs_public_url_and_a_valid_key() {
     let (errs, file) = errors(&typo);
     assert_error(&errs, &file, "sources.fic.verify.leway", "unknown key `leway`");
 }
+
+#[test]
+fn bad_templates_name_the_key() {
+    let text = format!(
+        "{BASE}\n[sinks.bus]\ntype = \"nats\"\nsubject = \"fic.{{Type}}\"\nheaders = {{ x-a = \"{{id\" }}\n"
+    );
+    let (errs, file) = errors(&text);
+    assert_error(&errs, &file, "sinks.bus.subject", "bad template");
+    assert_error(&errs, &file, "sinks.bus.headers.x-a", "unclosed");
+}

@@ -1,28 +1,11 @@
 //! Human-friendly durations (`"10s"`, `"1m 30s"`, `"250ms"`) and sizes (`"1MiB"`, `"512KiB"`,
 //! `"1MB"`, `1048576`) in the configuration.
 
-use std::fmt;
-use std::time::Duration;
-
 use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
+use std::fmt;
 
-/// A duration written the human way (humantime syntax).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HumanDuration(pub Duration);
-
-impl<'de> Deserialize<'de> for HumanDuration {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(s.trim())
-            .map(HumanDuration)
-            .map_err(|e| {
-                de::Error::custom(format!(
-                    "invalid duration {s:?}: {e} (e.g. \"10s\", \"1m30s\", \"250ms\")"
-                ))
-            })
-    }
-}
+pub use hookbridge_sink_core::settings::HumanDuration;
 
 /// A size in bytes: an integer, or a number with a unit (`B`, `KB`, `KiB`, `MB`, `MiB`, `GB`, `GiB`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

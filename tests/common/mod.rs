@@ -65,7 +65,8 @@ pub async fn start_full(toml: &str, overrides: Vec<(&str, SinkHandle)>, admin: b
     let app = App::build_with(
         config,
         overrides.into_iter().map(|(n, s)| (n.to_owned(), s)).collect(),
-    );
+    )
+    .expect("build sinks");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let admin_listener = if admin {

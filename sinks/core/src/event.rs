@@ -307,3 +307,30 @@ mod tests {
         assert!(!is_json_content_type("text/plain"));
     }
 }
+
+/// Encodes a CloudEvents attribute value for a header, as the HTTP binding does: space, `"`, `%`,
+/// control characters and everything outside ASCII are percent-encoded (UTF-8 bytes), so any
+/// value survives header transports. Decoders that do not decode still see the plain ASCII text.
+pub fn encode_header_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b == b' ' || b == b'"' || b == b'%' || !(0x21..0x7f).contains(&b) {
+            out.push_str(&format!("%{b:02X}"));
+        } else {
+            out.push(b as char);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod header_tests {
+    use super::encode_header_value;
+
+    #[test]
+    fn encodes_like_the_http_binding() {
+        assert_eq!(encode_header_value("company:108061"), "company:108061");
+        assert_eq!(encode_header_value("a b\"c%"), "a%20b%22c%25");
+        assert_eq!(encode_header_value("café\n"), "caf%C3%A9%0A");
+    }
+}

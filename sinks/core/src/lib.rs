@@ -10,12 +10,13 @@ mod blackhole;
 mod error;
 mod event;
 mod receipt;
+pub mod settings;
 mod sink;
 mod template;
 
 pub use blackhole::{BlackholeConfig, BlackholeSink};
 pub use error::{ErrorKind, SinkError};
-pub use event::{is_json_content_type, Event, ExtensionValue, Mode, SPEC_VERSION};
+pub use event::{encode_header_value, is_json_content_type, Event, ExtensionValue, Mode, SPEC_VERSION};
 pub use receipt::Receipt;
 pub use sink::{Sink, SinkHandle};
 pub use template::{Template, TemplateError};

@@ -1,0 +1,171 @@
+//! Event → subject, headers and payload (pure).
+
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use hookbridge_sink_core::{encode_header_value, Event, Mode, SinkError, Template};
+
+/// A compiled NATS message layout.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub subject: Template,
+    pub headers: Vec<(String, Template)>,
+    pub mode: Mode,
+    pub jetstream: bool,
+}
+
+/// What to publish.
+#[derive(Debug)]
+pub struct Message {
+    pub subject: String,
+    pub headers: HeaderMap,
+    pub payload: Bytes,
+}
+
+/// A subject value with the characters a token cannot hold replaced by `_`.
+pub fn escape_subject_value(value: &str) -> String {
+    value
+        .chars()
+        .map(|c| {
+            if c.is_whitespace() || c == '*' || c == '>' {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+impl Layout {
+    /// Builds the message for `event`.
+    pub fn build(&self, event: &Event) -> Result<Message, SinkError> {
+        let subject = self
+            .subject
+            .render_with(event, escape_subject_value)
+            .map_err(|e| SinkError::rejected(format!("subject template {:?}: {e}", self.subject.as_str())))?;
+        if subject.split('.').any(str::is_empty) {
+            return Err(SinkError::rejected(format!(
+                "subject {subject:?} has an empty token"
+            )));
+        }
+        let mut headers = HeaderMap::new();
+        let payload = match self.mode {
+            Mode::Binary => {
+                for (name, value) in event.attributes() {
+                    if name == "datacontenttype" {
+                        continue;
+                    }
+                    headers.insert(
+                        format!("ce-{name}").as_str(),
+                        encode_header_value(&value).as_str(),
+                    );
+                }
+                if let Some(ct) = &event.datacontenttype {
+                    headers.insert("content-type", ct.as_str());
+                }
+                event.data.clone().unwrap_or_default()
+            }
+            Mode::Structured => {
+                headers.insert("content-type", "application/cloudevents+json");
+                Bytes::from(event.to_structured_json())
+            }
+        };
+        if self.jetstream {
+            // JetStream drops a re-sent id within the stream's duplicate window.
+            headers.insert("Nats-Msg-Id", event.id.as_str());
+        }
+        for (name, template) in &self.headers {
+            let value = template
+                .render(event)
+                .map_err(|e| SinkError::rejected(format!("header {name}: {e}")))?;
+            headers.insert(name.as_str(), encode_header_value(&value).as_str());
+        }
+        Ok(Message {
+            subject,
+            headers,
+            payload,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> Event {
+        let mut e = Event::new(
+            "198:abc",
+            "https://api-v2.fattureincloud.it",
+            "it.fic.clients.create",
+        );
+        e.subject = Some("company:1 x".into());
+        e.datacontenttype = Some("application/json".into());
+        e.data = Some(Bytes::from_static(b"{\"ids\":[1]}"));
+        e
+    }
+
+    fn layout(subject: &str, mode: Mode, jetstream: bool) -> Layout {
+        Layout {
+            subject: Template::compile(subject).expect("template"),
+            headers: vec![("x-src".into(), Template::compile("{source}").expect("t"))],
+            mode,
+            jetstream,
+        }
+    }
+
+    #[test]
+    fn binary_message() {
+        let m = layout("fic.{type}", Mode::Binary, true)
+            .build(&event())
+            .expect("build");
+        assert_eq!(m.subject, "fic.it.fic.clients.create");
+        assert_eq!(m.payload, Bytes::from_static(b"{\"ids\":[1]}"));
+        let h = |k: &str| m.headers.get(k).map(|v| v.as_str().to_owned());
+        assert_eq!(h("ce-id").as_deref(), Some("198:abc"));
+        assert_eq!(h("ce-subject").as_deref(), Some("company:1%20x"));
+        assert_eq!(h("content-type").as_deref(), Some("application/json"));
+        assert_eq!(h("Nats-Msg-Id").as_deref(), Some("198:abc"));
+        assert_eq!(h("x-src").as_deref(), Some("https://api-v2.fattureincloud.it"));
+        assert_eq!(h("ce-datacontenttype"), None);
+    }
+
+    #[test]
+    fn structured_message_and_core_mode() {
+        let m = layout("x", Mode::Structured, false)
+            .build(&event())
+            .expect("build");
+        assert_eq!(
+            m.headers.get("content-type").map(|v| v.as_str()),
+            Some("application/cloudevents+json")
+        );
+        assert!(m.headers.get("Nats-Msg-Id").is_none());
+        assert!(m.headers.get("ce-id").is_none());
+        let v: serde_json::Value = serde_json::from_slice(&m.payload).expect("json");
+        assert_eq!(v["id"], "198:abc");
+    }
+
+    #[test]
+    fn subject_escaping_and_empty_tokens() {
+        let m = layout("c.{subject}", Mode::Binary, false)
+            .build(&event())
+            .expect("build");
+        assert_eq!(m.subject, "c.company:1_x");
+        let mut e = event();
+        e.subject = Some("a*b>c\td".into());
+        assert_eq!(
+            layout("{subject}", Mode::Binary, false)
+                .build(&e)
+                .expect("b")
+                .subject,
+            "a_b_c_d"
+        );
+        e.ty = "a..b".into();
+        let err = layout("{type}", Mode::Binary, false)
+            .build(&e)
+            .expect_err("empty token");
+        assert!(!err.is_retryable());
+        let err = layout("x.{partitionkey}", Mode::Binary, false)
+            .build(&event())
+            .expect_err("missing");
+        assert!(!err.is_retryable());
+    }
+}
