@@ -12,7 +12,7 @@ pub const SINK_TYPES: &[(&str, bool)] = &[
     ("file", true),
     ("blackhole", true),
     ("kafka", false),
-    ("rabbitmq", false),
+    ("rabbitmq", cfg!(feature = "rabbitmq")),
     ("nats", cfg!(feature = "nats")),
     ("http", false),
 ];
@@ -28,6 +28,9 @@ pub enum SinkSpec {
     /// NATS core or JetStream.
     #[cfg(feature = "nats")]
     Nats(Box<hookbridge_sink_nats::NatsConfig>),
+    /// RabbitMQ with publisher confirms.
+    #[cfg(feature = "rabbitmq")]
+    Rabbitmq(Box<hookbridge_sink_rabbitmq::RabbitConfig>),
 }
 
 impl SinkSpec {
@@ -38,6 +41,8 @@ impl SinkSpec {
             SinkSpec::Blackhole(_) => "blackhole",
             #[cfg(feature = "nats")]
             SinkSpec::Nats(_) => "nats",
+            #[cfg(feature = "rabbitmq")]
+            SinkSpec::Rabbitmq(_) => "rabbitmq",
         }
     }
 
@@ -48,6 +53,8 @@ impl SinkSpec {
             SinkSpec::Blackhole(_) => Vec::new(),
             #[cfg(feature = "nats")]
             SinkSpec::Nats(c) => c.validate(),
+            #[cfg(feature = "rabbitmq")]
+            SinkSpec::Rabbitmq(c) => c.validate(),
         }
     }
 
@@ -59,6 +66,10 @@ impl SinkSpec {
             SinkSpec::Blackhole(c) => Arc::new(BlackholeSink::new(name, c)),
             #[cfg(feature = "nats")]
             SinkSpec::Nats(c) => Arc::new(hookbridge_sink_nats::NatsSink::new(name, (**c).clone())?),
+            #[cfg(feature = "rabbitmq")]
+            SinkSpec::Rabbitmq(c) => {
+                Arc::new(hookbridge_sink_rabbitmq::RabbitSink::new(name, (**c).clone())?)
+            }
         })
     }
 }

@@ -1,0 +1,125 @@
+//! `[sinks.NAME]` with `type = "rabbitmq"`.
+
+use std::collections::BTreeMap;
+
+use hookbridge_sink_core::settings::{HumanDuration, SecretRef};
+use hookbridge_sink_core::{Mode, Template};
+use serde::Deserialize;
+
+/// RabbitMQ sink settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RabbitConfig {
+    /// AMQP URL, inline or `{ env = … }` / `{ file = … }` (it usually holds a password).
+    /// Default `amqp://127.0.0.1:5672/%2f` (guest/guest).
+    #[serde(default)]
+    pub url: Option<UrlRef>,
+    /// Exchange template. Default `""` (the default exchange: routing key = queue name).
+    #[serde(default)]
+    pub exchange: String,
+    /// Routing key template. Default `{type}`.
+    #[serde(default = "default_routing_key")]
+    pub routing_key: String,
+    /// Publish as `mandatory`: an unroutable message is returned and the publish fails
+    /// (permanently) instead of being silently dropped. Default `true`.
+    #[serde(default = "yes")]
+    pub mandatory: bool,
+    /// Persistent delivery mode (2). Default `true`.
+    #[serde(default = "yes")]
+    pub persistent: bool,
+    /// Declare the exchange at connection time. Default: not declared (it is yours).
+    pub declare_exchange: Option<ExchangeSpec>,
+    /// CloudEvents binding: `binary` (default) or `structured`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Extra `headers` table entries; values are templates.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Per-message TTL (`expiration` property). Default: none.
+    pub expiration: Option<HumanDuration>,
+    /// Message priority 0–255. Default: none.
+    pub priority: Option<u8>,
+    /// Longest wait for the broker's confirm. Default `5s` (the publish deadline applies too).
+    pub confirm_timeout: Option<HumanDuration>,
+    /// Confirm-mode channels in the pool. Default `4`.
+    pub channels: Option<usize>,
+    /// Connection attempt timeout. Default `5s`.
+    pub connect_timeout: Option<HumanDuration>,
+}
+
+/// An AMQP URL, inline or as a secret reference.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum UrlRef {
+    /// Inline URL.
+    Plain(String),
+    /// `{ env = … }` or `{ file = … }`.
+    Ref(SecretRef),
+}
+
+/// `declare_exchange`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeSpec {
+    /// `direct`, `fanout`, `topic` or `headers`. Default `topic`.
+    #[serde(default = "default_kind")]
+    pub kind: String,
+    /// Survives a broker restart. Default `true`.
+    #[serde(default = "yes")]
+    pub durable: bool,
+}
+
+fn default_routing_key() -> String {
+    "{type}".to_owned()
+}
+
+fn default_kind() -> String {
+    "topic".to_owned()
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl RabbitConfig {
+    /// Pure validation: `(key, message)` pairs.
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut errors = Vec::new();
+        for (key, value) in [("exchange", &self.exchange), ("routing_key", &self.routing_key)] {
+            if let Err(e) = Template::compile(value) {
+                errors.push((key.to_owned(), format!("bad template: {e}")));
+            }
+        }
+        for (name, value) in &self.headers {
+            if let Err(e) = Template::compile(value) {
+                errors.push((format!("headers.{name}"), format!("bad template: {e}")));
+            }
+        }
+        if let Some(x) = &self.declare_exchange {
+            if !["direct", "fanout", "topic", "headers"].contains(&x.kind.as_str()) {
+                errors.push((
+                    "declare_exchange.kind".to_owned(),
+                    format!(
+                        "unknown exchange kind {:?} (direct, fanout, topic, headers)",
+                        x.kind
+                    ),
+                ));
+            }
+            if self.exchange.is_empty() || self.exchange.contains('{') {
+                errors.push((
+                    "declare_exchange".to_owned(),
+                    "needs a fixed, non-empty `exchange` name".to_owned(),
+                ));
+            }
+        }
+        if self.channels == Some(0) {
+            errors.push(("channels".to_owned(), "must be above zero".to_owned()));
+        }
+        if let Some(UrlRef::Plain(u)) = &self.url {
+            if !(u.starts_with("amqp://") || u.starts_with("amqps://")) {
+                errors.push(("url".to_owned(), "must start with amqp:// or amqps://".to_owned()));
+            }
+        }
+        errors
+    }
+}

@@ -1,0 +1,359 @@
+//! End to end against RabbitMQ on 127.0.0.1:5672: events read back from a bound queue with lapin.
+//! The outage goes through a TCP proxy inside the test; the shared broker is never stopped.
+
+mod common;
+#[path = "common/proxy.rs"]
+mod proxy;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use common::start;
+use lapin::options::{
+    BasicGetOptions, ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+use serde_json::{json, Value};
+
+fn amqp_host() -> String {
+    std::env::var("HOOKBRIDGE_TEST_AMQP_HOST").unwrap_or_else(|_| "127.0.0.1:5672".into())
+}
+
+fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{prefix}.{}.{nanos}.{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// A topic exchange and an exclusive queue bound with `binding`, on the shared broker.
+struct Topology {
+    _conn: Connection,
+    channel: Channel,
+    exchange: String,
+    queue: String,
+}
+
+impl Topology {
+    async fn new(binding: &str) -> Topology {
+        let conn = Connection::connect(
+            &format!("amqp://guest:guest@{}/%2f", amqp_host()),
+            ConnectionProperties::default(),
+        )
+        .await
+        .expect("connect to RabbitMQ");
+        let channel = conn.create_channel().await.expect("channel");
+        let exchange = unique("hbtest.x");
+        let queue = unique("hbtest.q");
+        channel
+            .exchange_declare(
+                ShortString::from(exchange.clone()),
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions {
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("declare exchange");
+        channel
+            .queue_declare(
+                ShortString::from(queue.clone()),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .expect("declare queue");
+        channel
+            .queue_bind(
+                ShortString::from(queue.clone()),
+                ShortString::from(exchange.clone()),
+                ShortString::from(binding.to_owned()),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .expect("bind");
+        Topology {
+            _conn: conn,
+            channel,
+            exchange,
+            queue,
+        }
+    }
+
+    async fn get(&self) -> Option<lapin::message::BasicGetMessage> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let msg = self
+                .channel
+                .basic_get(
+                    ShortString::from(self.queue.clone()),
+                    BasicGetOptions { no_ack: true },
+                )
+                .await
+                .expect("basic.get");
+            if msg.is_some() || Instant::now() > deadline {
+                return msg;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn cleanup(self) {
+        let _ = self
+            .channel
+            .exchange_delete(
+                ShortString::from(self.exchange.clone()),
+                ExchangeDeleteOptions::default(),
+            )
+            .await;
+    }
+}
+
+fn config(url: &str, exchange: &str, extra: &str) -> String {
+    format!(
+        r#"
+[sources.ce]
+path = "/events"
+kind = "cloudevents"
+verify = {{ kind = "none" }}
+
+[sinks.rabbit]
+type = "rabbitmq"
+url = "{url}"
+exchange = "{exchange}"
+routing_key = "{{hbsource}}.{{type}}"
+{extra}
+
+[[routes]]
+sinks = ["rabbit"]
+"#
+    )
+}
+
+fn shared_url() -> String {
+    format!("amqp://guest:guest@{}/%2f", amqp_host())
+}
+
+async fn post(url: &str, id: &str, ty: &str) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(url)
+        .header("ce-specversion", "1.0")
+        .header("ce-id", id)
+        .header("ce-source", "urn:test")
+        .header("ce-type", ty)
+        .header("ce-subject", "company:108061")
+        .header("content-type", "application/json")
+        .body(r#"{"ids":[3062300]}"#)
+        .send()
+        .await
+        .expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.expect("json"))
+}
+
+fn header(msg: &lapin::message::BasicGetMessage, key: &str) -> Option<String> {
+    let headers = msg.delivery.properties.headers().as_ref()?;
+    match headers.inner().get(key)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        other => Some(format!("{other:?}")),
+    }
+}
+
+#[tokio::test]
+async fn binary_event_arrives_with_routing_key_properties_headers_and_body() {
+    let topo = Topology::new("ce.#").await;
+    let cfg = config(
+        &shared_url(),
+        &topo.exchange,
+        "headers = { x-company = \"{subject}\" }",
+    );
+    let hb = start(&cfg, vec![]).await;
+    let (status, body) = post(&hb.url("/events"), "198:abc", "it.fic.clients.create").await;
+    assert_eq!(status, 200, "{body}");
+    let receipt = &body["events"][0]["receipts"][0];
+    assert_eq!(receipt["confirmed"], true);
+    assert_eq!(receipt["routing_key"], "ce.it.fic.clients.create");
+
+    let msg = topo.get().await.expect("a message in the queue");
+    let d = &msg.delivery;
+    assert_eq!(d.routing_key.as_str(), "ce.it.fic.clients.create");
+    assert_eq!(d.exchange.as_str(), topo.exchange);
+    assert_eq!(d.data, br#"{"ids":[3062300]}"#);
+    let p = &d.properties;
+    assert_eq!(p.message_id().as_ref().map(|s| s.as_str()), Some("198:abc"));
+    assert_eq!(
+        p.content_type().as_ref().map(|s| s.as_str()),
+        Some("application/json")
+    );
+    assert_eq!(*p.delivery_mode(), Some(2), "persistent by default");
+    assert!(p.timestamp().is_some());
+    assert_eq!(header(&msg, "cloudEvents_id").as_deref(), Some("198:abc"));
+    assert_eq!(
+        header(&msg, "cloudEvents_type").as_deref(),
+        Some("it.fic.clients.create")
+    );
+    assert_eq!(header(&msg, "cloudEvents_source").as_deref(), Some("urn:test"));
+    assert_eq!(header(&msg, "cloudEvents_specversion").as_deref(), Some("1.0"));
+    assert_eq!(
+        header(&msg, "cloudEvents_subject").as_deref(),
+        Some("company:108061")
+    );
+    assert_eq!(header(&msg, "cloudEvents_hbsource").as_deref(), Some("ce"));
+    assert!(header(&msg, "cloudEvents_hbreceived").is_some());
+    assert_eq!(header(&msg, "x-company").as_deref(), Some("company:108061"));
+    hb.stop().await;
+    topo.cleanup().await;
+}
+
+#[tokio::test]
+async fn structured_mode_sends_the_envelope() {
+    let topo = Topology::new("#").await;
+    let cfg = config(
+        &shared_url(),
+        &topo.exchange,
+        "mode = \"structured\"\npersistent = false\nexpiration = \"1m\"\npriority = 4",
+    );
+    let hb = start(&cfg, vec![]).await;
+    let (status, body) = post(&hb.url("/events"), "s-1", "com.example.t").await;
+    assert_eq!(status, 200, "{body}");
+    let msg = topo.get().await.expect("message");
+    let p = &msg.delivery.properties;
+    assert_eq!(
+        p.content_type().as_ref().map(|s| s.as_str()),
+        Some("application/cloudevents+json")
+    );
+    assert_eq!(*p.delivery_mode(), None);
+    assert_eq!(p.expiration().as_ref().map(|s| s.as_str()), Some("60000"));
+    assert_eq!(*p.priority(), Some(4));
+    let envelope: Value = serde_json::from_slice(&msg.delivery.data).expect("json");
+    assert_eq!(envelope["id"], "s-1");
+    assert_eq!(envelope["data"], json!({"ids": [3062300]}));
+    assert!(header(&msg, "cloudEvents_id").is_none());
+    hb.stop().await;
+    topo.cleanup().await;
+}
+
+#[tokio::test]
+async fn unroutable_and_missing_exchange_are_not_delivered() {
+    let topo = Topology::new("nothing.matches.this").await;
+    let hb = start(&config(&shared_url(), &topo.exchange, ""), vec![]).await;
+    let (status, body) = post(&hb.url("/events"), "u-1", "t").await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (500, &json!("sink_rejected")),
+        "{body}"
+    );
+    assert!(
+        body["events"][0]["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("unroutable")),
+        "{body}"
+    );
+    hb.stop().await;
+
+    // A missing exchange closes the channel (NOT_FOUND): a permanent failure, and the next
+    // publish on a fresh channel still works.
+    let missing = unique("hbtest.missing");
+    let cfg = format!(
+        "{}\n[sinks.good]\ntype = \"rabbitmq\"\nurl = \"{}\"\nexchange = \"{}\"\nrouting_key = \"x\"\nmandatory = false\n",
+        config(&shared_url(), &missing, "channels = 1"),
+        shared_url(),
+        topo.exchange
+    );
+    let hb = start(&cfg, vec![]).await;
+    let (status, body) = post(&hb.url("/events"), "m-1", "t").await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (500, &json!("sink_rejected")),
+        "{body}"
+    );
+    hb.stop().await;
+    let ok = config(&shared_url(), &topo.exchange, "mandatory = false\nchannels = 1");
+    let hb = start(&ok, vec![]).await;
+    let (status, body) = post(&hb.url("/events"), "m-2", "t").await;
+    assert_eq!(status, 200, "{body}");
+    hb.stop().await;
+    topo.cleanup().await;
+}
+
+async fn wait_ready(url: &str, want: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = reqwest::get(url).await.map(|r| r.status().as_u16()).unwrap_or(0);
+        if status == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz never answered {want} (last {status})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn outage_through_a_proxy_gives_503_then_recovers() {
+    let topo = Topology::new("#").await;
+    let upstream = amqp_host().parse().expect("host:port");
+    let proxy = proxy::Proxy::start(upstream).await;
+    let url = format!("amqp://guest:guest@{}/%2f", proxy.addr);
+    let hb = start(&config(&url, &topo.exchange, "confirm_timeout = \"2s\""), vec![]).await;
+    let (status, body) = post(&hb.url("/events"), "p-1", "t").await;
+    assert_eq!(status, 200, "{body}");
+
+    proxy.cut();
+    let (status, body) = post(&hb.url("/events"), "p-2", "t").await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (503, &json!("sink_unavailable")),
+        "{body}"
+    );
+    wait_ready(&hb.url("/readyz"), 503).await;
+    let ready: Value = reqwest::get(hb.url("/readyz"))
+        .await
+        .expect("readyz")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ready["sinks"]["rabbit"]["state"], "down", "{ready}");
+
+    proxy.restore();
+    wait_ready(&hb.url("/readyz"), 200).await;
+    let (status, body) = post(&hb.url("/events"), "p-2", "t").await;
+    assert_eq!(status, 200, "{body}");
+
+    let mut ids = Vec::new();
+    while let Some(msg) = tokio::time::timeout(Duration::from_secs(1), topo.get())
+        .await
+        .ok()
+        .flatten()
+    {
+        ids.push(
+            msg.delivery
+                .properties
+                .message_id()
+                .as_ref()
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+        );
+    }
+    assert!(
+        ids.contains(&"p-1".to_owned()) && ids.contains(&"p-2".to_owned()),
+        "{ids:?}"
+    );
+    hb.stop().await;
+    topo.cleanup().await;
+}
