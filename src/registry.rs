@@ -11,7 +11,7 @@ use serde::Deserialize;
 pub const SINK_TYPES: &[(&str, bool)] = &[
     ("file", true),
     ("blackhole", true),
-    ("kafka", false),
+    ("kafka", cfg!(feature = "kafka")),
     ("rabbitmq", cfg!(feature = "rabbitmq")),
     ("nats", cfg!(feature = "nats")),
     ("http", false),
@@ -25,6 +25,9 @@ pub enum SinkSpec {
     File(FileConfig),
     /// Acks and discards.
     Blackhole(BlackholeConfig),
+    /// Kafka (idempotent, acks=all).
+    #[cfg(feature = "kafka")]
+    Kafka(Box<hookbridge_sink_kafka::KafkaConfig>),
     /// NATS core or JetStream.
     #[cfg(feature = "nats")]
     Nats(Box<hookbridge_sink_nats::NatsConfig>),
@@ -39,6 +42,8 @@ impl SinkSpec {
         match self {
             SinkSpec::File(_) => "file",
             SinkSpec::Blackhole(_) => "blackhole",
+            #[cfg(feature = "kafka")]
+            SinkSpec::Kafka(_) => "kafka",
             #[cfg(feature = "nats")]
             SinkSpec::Nats(_) => "nats",
             #[cfg(feature = "rabbitmq")]
@@ -51,6 +56,8 @@ impl SinkSpec {
         match self {
             SinkSpec::File(c) => c.validate().into_iter().map(|(k, m)| (k.to_owned(), m)).collect(),
             SinkSpec::Blackhole(_) => Vec::new(),
+            #[cfg(feature = "kafka")]
+            SinkSpec::Kafka(c) => c.validate(),
             #[cfg(feature = "nats")]
             SinkSpec::Nats(c) => c.validate(),
             #[cfg(feature = "rabbitmq")]
@@ -64,6 +71,8 @@ impl SinkSpec {
         Ok(match self {
             SinkSpec::File(c) => Arc::new(FileSink::new(name, c.clone())),
             SinkSpec::Blackhole(c) => Arc::new(BlackholeSink::new(name, c)),
+            #[cfg(feature = "kafka")]
+            SinkSpec::Kafka(c) => Arc::new(hookbridge_sink_kafka::KafkaSink::new(name, (**c).clone())?),
             #[cfg(feature = "nats")]
             SinkSpec::Nats(c) => Arc::new(hookbridge_sink_nats::NatsSink::new(name, (**c).clone())?),
             #[cfg(feature = "rabbitmq")]
@@ -77,12 +86,24 @@ impl SinkSpec {
 /// Checks a `type` value before the table is parsed, so an unknown or not-compiled-in type gets a
 /// precise message instead of a generic "unknown variant".
 pub fn check_type(ty: &str) -> Result<(), (String, String)> {
-    match SINK_TYPES.iter().find(|(name, _)| *name == ty) {
+    check_type_in(SINK_TYPES, ty)
+}
+
+fn check_type_in(types: &[(&str, bool)], ty: &str) -> Result<(), (String, String)> {
+    let available = || {
+        types
+            .iter()
+            .filter(|(_, on)| *on)
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match types.iter().find(|(name, _)| *name == ty) {
         Some((_, true)) => Ok(()),
         Some((_, false)) => Err((
             format!("sink type {ty:?} is not compiled into this build"),
             format!(
-                "this hookbridge was built without the {ty:?} sink; available here: {}",
+                "this hookbridge was built without the {ty:?} sink (cargo feature {ty:?}); available here: {}",
                 available()
             ),
         )),
@@ -93,11 +114,35 @@ pub fn check_type(ty: &str) -> Result<(), (String, String)> {
     }
 }
 
-fn available() -> String {
-    SINK_TYPES
-        .iter()
-        .filter(|(_, on)| *on)
-        .map(|(n, _)| *n)
-        .collect::<Vec<_>>()
-        .join(", ")
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compiled_out_types_say_so() {
+        let types = [("file", true), ("kafka", false)];
+        assert!(check_type_in(&types, "file").is_ok());
+        let (message, hint) = check_type_in(&types, "kafka").expect_err("compiled out");
+        assert!(message.contains("not compiled into this build"), "{message}");
+        assert!(
+            hint.contains("cargo feature \"kafka\"") && hint.contains("available here: file"),
+            "{hint}"
+        );
+        let (message, _) = check_type_in(&types, "zeromq").expect_err("unknown");
+        assert!(message.contains("unknown sink type"), "{message}");
+    }
+
+    #[test]
+    fn this_build_lists_its_features() {
+        for (name, on) in SINK_TYPES {
+            let expected = match *name {
+                "kafka" => cfg!(feature = "kafka"),
+                "nats" => cfg!(feature = "nats"),
+                "rabbitmq" => cfg!(feature = "rabbitmq"),
+                "http" => false,
+                _ => true,
+            };
+            assert_eq!(*on, expected, "{name}");
+        }
+    }
 }

@@ -1,0 +1,135 @@
+//! Event → topic, key, headers and value (pure).
+
+use hookbridge_sink_core::{Event, Mode, SinkError, Template};
+
+/// A compiled record layout.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub topic: Template,
+    pub key: Option<Template>,
+    pub headers: Vec<(String, Template)>,
+    pub mode: Mode,
+}
+
+/// What to produce.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Record {
+    pub topic: String,
+    pub key: Option<String>,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub value: Vec<u8>,
+}
+
+impl Layout {
+    /// Builds the record for `event`.
+    pub fn build(&self, event: &Event) -> Result<Record, SinkError> {
+        let render = |what: &str, t: &Template| {
+            t.render(event)
+                .map_err(|e| SinkError::rejected(format!("{what} template {:?}: {e}", t.as_str())))
+        };
+        let topic = render("topic", &self.topic)?;
+        if topic.is_empty() || topic.len() > 249 {
+            return Err(SinkError::rejected(format!("invalid topic name {topic:?}")));
+        }
+        let key = match &self.key {
+            Some(t) => Some(render("key", t)?),
+            // Design §2: the partitionkey extension, else the subject (per-company order for FIC).
+            None => event.attribute("partitionkey").or_else(|| event.subject.clone()),
+        };
+        let mut headers = Vec::new();
+        let value = match self.mode {
+            Mode::Binary => {
+                for (name, v) in event.attributes() {
+                    if name != "datacontenttype" {
+                        headers.push((format!("ce_{name}"), v.into_bytes()));
+                    }
+                }
+                if let Some(ct) = &event.datacontenttype {
+                    headers.push(("content-type".to_owned(), ct.clone().into_bytes()));
+                }
+                event.data.as_deref().unwrap_or_default().to_vec()
+            }
+            Mode::Structured => {
+                headers.push((
+                    "content-type".to_owned(),
+                    b"application/cloudevents+json".to_vec(),
+                ));
+                event.to_structured_json()
+            }
+        };
+        for (name, t) in &self.headers {
+            headers.push((name.clone(), render("header", t)?.into_bytes()));
+        }
+        Ok(Record {
+            topic,
+            key,
+            headers,
+            value,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> Event {
+        let mut e = Event::new("198:abc", "urn:s", "it.fic.clients.create");
+        e.subject = Some("company:1".into());
+        e.datacontenttype = Some("application/json".into());
+        e.data = Some(bytes::Bytes::from_static(b"{\"ids\":[1]}"));
+        e
+    }
+
+    fn layout(key: Option<&str>, mode: Mode) -> Layout {
+        Layout {
+            topic: Template::compile("fic.{type}").expect("t"),
+            key: key.map(|k| Template::compile(k).expect("t")),
+            headers: vec![("x-id".into(), Template::compile("{id}").expect("t"))],
+            mode,
+        }
+    }
+
+    #[test]
+    fn binary_record_and_key_defaults() {
+        let r = layout(None, Mode::Binary).build(&event()).expect("build");
+        assert_eq!(r.topic, "fic.it.fic.clients.create");
+        assert_eq!(r.key.as_deref(), Some("company:1"), "subject by default");
+        assert_eq!(r.value, b"{\"ids\":[1]}");
+        assert!(r.headers.contains(&("ce_id".into(), b"198:abc".to_vec())));
+        assert!(r
+            .headers
+            .contains(&("content-type".into(), b"application/json".to_vec())));
+        assert!(r.headers.contains(&("x-id".into(), b"198:abc".to_vec())));
+        assert!(!r.headers.iter().any(|(k, _)| k == "ce_datacontenttype"));
+
+        let mut e = event();
+        e.extensions.insert("partitionkey".into(), "pk-1".into());
+        assert_eq!(
+            layout(None, Mode::Binary).build(&e).expect("b").key.as_deref(),
+            Some("pk-1")
+        );
+        assert_eq!(
+            layout(Some("{id}"), Mode::Binary)
+                .build(&e)
+                .expect("b")
+                .key
+                .as_deref(),
+            Some("198:abc")
+        );
+        e.subject = None;
+        e.extensions.clear();
+        assert_eq!(layout(None, Mode::Binary).build(&e).expect("b").key, None);
+    }
+
+    #[test]
+    fn structured_record() {
+        let r = layout(None, Mode::Structured).build(&event()).expect("build");
+        assert_eq!(
+            r.headers[0],
+            ("content-type".into(), b"application/cloudevents+json".to_vec())
+        );
+        let v: serde_json::Value = serde_json::from_slice(&r.value).expect("json");
+        assert_eq!(v["id"], "198:abc");
+    }
+}
