@@ -14,7 +14,7 @@ pub const SINK_TYPES: &[(&str, bool)] = &[
     ("kafka", cfg!(feature = "kafka")),
     ("rabbitmq", cfg!(feature = "rabbitmq")),
     ("nats", cfg!(feature = "nats")),
-    ("http", false),
+    ("http", cfg!(feature = "http")),
 ];
 
 /// `[sinks.NAME]`, dispatched on its `type` key.
@@ -25,6 +25,9 @@ pub enum SinkSpec {
     File(FileConfig),
     /// Acks and discards.
     Blackhole(BlackholeConfig),
+    /// HTTP forward.
+    #[cfg(feature = "http")]
+    Http(Box<hookbridge_sink_http::HttpConfig>),
     /// Kafka (idempotent, acks=all).
     #[cfg(feature = "kafka")]
     Kafka(Box<hookbridge_sink_kafka::KafkaConfig>),
@@ -42,6 +45,8 @@ impl SinkSpec {
         match self {
             SinkSpec::File(_) => "file",
             SinkSpec::Blackhole(_) => "blackhole",
+            #[cfg(feature = "http")]
+            SinkSpec::Http(_) => "http",
             #[cfg(feature = "kafka")]
             SinkSpec::Kafka(_) => "kafka",
             #[cfg(feature = "nats")]
@@ -56,6 +61,8 @@ impl SinkSpec {
         match self {
             SinkSpec::File(c) => c.validate().into_iter().map(|(k, m)| (k.to_owned(), m)).collect(),
             SinkSpec::Blackhole(_) => Vec::new(),
+            #[cfg(feature = "http")]
+            SinkSpec::Http(c) => c.validate(),
             #[cfg(feature = "kafka")]
             SinkSpec::Kafka(c) => c.validate(),
             #[cfg(feature = "nats")]
@@ -71,6 +78,8 @@ impl SinkSpec {
         Ok(match self {
             SinkSpec::File(c) => Arc::new(FileSink::new(name, c.clone())),
             SinkSpec::Blackhole(c) => Arc::new(BlackholeSink::new(name, c)),
+            #[cfg(feature = "http")]
+            SinkSpec::Http(c) => Arc::new(hookbridge_sink_http::HttpSink::new(name, (**c).clone())?),
             #[cfg(feature = "kafka")]
             SinkSpec::Kafka(c) => Arc::new(hookbridge_sink_kafka::KafkaSink::new(name, (**c).clone())?),
             #[cfg(feature = "nats")]
@@ -139,7 +148,7 @@ mod tests {
                 "kafka" => cfg!(feature = "kafka"),
                 "nats" => cfg!(feature = "nats"),
                 "rabbitmq" => cfg!(feature = "rabbitmq"),
-                "http" => false,
+                "http" => cfg!(feature = "http"),
                 _ => true,
             };
             assert_eq!(*on, expected, "{name}");

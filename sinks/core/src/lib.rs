@@ -12,6 +12,7 @@ mod event;
 mod receipt;
 pub mod settings;
 mod sink;
+pub mod standard_webhooks;
 mod template;
 
 pub use blackhole::{BlackholeConfig, BlackholeSink};

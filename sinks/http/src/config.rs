@@ -1,0 +1,87 @@
+//! `[sinks.NAME]` with `type = "http"`.
+
+use std::collections::BTreeMap;
+
+use hookbridge_sink_core::settings::{HumanDuration, SecretRef};
+use hookbridge_sink_core::{Mode, Template};
+use serde::Deserialize;
+
+/// HTTP sink settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Target URL template. Required.
+    pub url: String,
+    /// `POST` (default) or `PUT`.
+    #[serde(default = "default_method")]
+    pub method: String,
+    /// Extra headers; values are templates.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// CloudEvents binding: `binary` (default) or `structured`.
+    #[serde(default)]
+    pub mode: Mode,
+    /// Whole-request timeout. Default `5s`.
+    pub timeout: Option<HumanDuration>,
+    /// Connection timeout. Default `2s`.
+    pub connect_timeout: Option<HumanDuration>,
+    /// Redirects followed; `0` (default) means a 3xx is a failure.
+    #[serde(default)]
+    pub max_redirects: usize,
+    /// `Authorization` header from a secret.
+    pub auth: Option<Auth>,
+    /// Sign requests with Standard Webhooks.
+    pub sign: Option<Signing>,
+    /// Idle keep-alive connections kept per host. Default `16`.
+    pub pool_max_idle_per_host: Option<usize>,
+}
+
+/// `auth`: `{ bearer = <secret> }` or `{ basic = { username = "…", password = <secret> } }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum Auth {
+    /// `Authorization: Bearer <token>`.
+    Bearer(SecretRef),
+    /// `Authorization: Basic …`.
+    Basic {
+        /// User name.
+        username: String,
+        /// Password.
+        password: SecretRef,
+    },
+}
+
+/// `sign`: Standard Webhooks signing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Signing {
+    /// The `whsec_…` secret shared with the receiver.
+    pub secret: SecretRef,
+}
+
+fn default_method() -> String {
+    "POST".to_owned()
+}
+
+impl HttpConfig {
+    /// Pure validation: `(key, message)` pairs.
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut errors = Vec::new();
+        match Template::compile(&self.url) {
+            Err(e) => errors.push(("url".to_owned(), format!("bad template: {e}"))),
+            Ok(_) if !(self.url.starts_with("http://") || self.url.starts_with("https://")) => {
+                errors.push(("url".to_owned(), "must start with http:// or https://".to_owned()));
+            }
+            Ok(_) => {}
+        }
+        for (name, value) in &self.headers {
+            if let Err(e) = Template::compile(value) {
+                errors.push((format!("headers.{name}"), format!("bad template: {e}")));
+            }
+        }
+        if !["POST", "PUT"].contains(&self.method.to_ascii_uppercase().as_str()) {
+            errors.push(("method".to_owned(), format!("{:?}: use POST or PUT", self.method)));
+        }
+        errors
+    }
+}

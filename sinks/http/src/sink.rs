@@ -1,0 +1,151 @@
+//! The pooled client and the [`Sink`] implementation.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use hookbridge_sink_core::settings::SecretRef;
+use hookbridge_sink_core::{standard_webhooks, Event, Receipt, Sink, SinkError, Template};
+use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION, RETRY_AFTER};
+use reqwest::Method;
+
+use crate::config::{Auth, HttpConfig};
+use crate::request::{classify_status, Layout};
+
+/// Forwards events over HTTP.
+pub struct HttpSink {
+    name: String,
+    client: reqwest::Client,
+    method: Method,
+    layout: Layout,
+    authorization: Option<HeaderValue>,
+}
+
+fn secret_text(r: &SecretRef) -> Result<String, SinkError> {
+    let s = r.resolve().map_err(SinkError::misconfigured)?;
+    String::from_utf8(s.expose().to_vec()).map_err(|_| SinkError::misconfigured("secret is not UTF-8"))
+}
+
+impl HttpSink {
+    /// Builds the sink and its keep-alive connection pool. No IO.
+    pub fn new(name: impl Into<String>, config: HttpConfig) -> Result<Self, SinkError> {
+        let compile = |t: &str| {
+            Template::compile(t).map_err(|e| SinkError::misconfigured(format!("template {t:?}: {e}")))
+        };
+        let redirect = if config.max_redirects == 0 {
+            reqwest::redirect::Policy::none()
+        } else {
+            reqwest::redirect::Policy::limited(config.max_redirects)
+        };
+        let client = reqwest::Client::builder()
+            .use_rustls_tls()
+            .redirect(redirect)
+            .timeout(config.timeout.map_or(Duration::from_secs(5), |d| d.0))
+            .connect_timeout(config.connect_timeout.map_or(Duration::from_secs(2), |d| d.0))
+            .pool_max_idle_per_host(config.pool_max_idle_per_host.unwrap_or(16))
+            .user_agent(concat!("hookbridge/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| SinkError::misconfigured("cannot build the HTTP client").with_source(e))?;
+        let authorization = match &config.auth {
+            None => None,
+            Some(Auth::Bearer(token)) => Some(format!("Bearer {}", secret_text(token)?)),
+            Some(Auth::Basic { username, password }) => {
+                let pair = format!("{username}:{}", secret_text(password)?);
+                Some(format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(pair)
+                ))
+            }
+        }
+        .map(|v| {
+            let mut v = HeaderValue::from_str(&v)
+                .map_err(|_| SinkError::misconfigured("invalid characters in the auth secret"))?;
+            v.set_sensitive(true);
+            Ok::<_, SinkError>(v)
+        })
+        .transpose()?;
+        let signing_key = match &config.sign {
+            Some(s) => Some(
+                standard_webhooks::parse_secret(&secret_text(&s.secret)?)
+                    .map_err(SinkError::misconfigured)?,
+            ),
+            None => None,
+        };
+        let layout = Layout {
+            url: compile(&config.url)?,
+            headers: config
+                .headers
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), compile(v)?)))
+                .collect::<Result<_, SinkError>>()?,
+            mode: config.mode,
+            signing_key,
+        };
+        let method = if config.method.eq_ignore_ascii_case("PUT") {
+            Method::PUT
+        } else {
+            Method::POST
+        };
+        Ok(HttpSink {
+            name: name.into(),
+            client,
+            method,
+            layout,
+            authorization,
+        })
+    }
+}
+
+#[async_trait]
+impl Sink for HttpSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "http"
+    }
+
+    async fn publish(&self, event: &Event) -> Result<Receipt, SinkError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let out = self.layout.build(event, now)?;
+        let mut request = self.client.request(self.method.clone(), &out.url);
+        for (name, value) in &out.headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| SinkError::misconfigured(format!("invalid header name {name:?}")))?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| SinkError::rejected(format!("invalid value for header {name}")))?;
+            request = request.header(name, value);
+        }
+        if let Some(auth) = &self.authorization {
+            request = request.header(AUTHORIZATION, auth.clone());
+        }
+        let response = request.body(out.body).send().await.map_err(|e| {
+            if e.is_timeout() {
+                SinkError::timeout(format!("{} {} timed out", self.method, out.url)).with_source(e)
+            } else {
+                SinkError::unavailable(format!("{} {} failed", self.method, out.url)).with_source(e)
+            }
+        })?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        classify_status(status, retry_after.as_deref())?;
+        Ok(Receipt::new(&self.name)
+            .with("status", status)
+            .with("url", out.url))
+    }
+
+    async fn health(&self) -> Result<(), SinkError> {
+        // The endpoint's health is only known by sending to it; nothing to probe without side
+        // effects. Failures surface per publish (503) instead.
+        Ok(())
+    }
+
+    async fn shutdown(&self) {}
+}
