@@ -7,6 +7,7 @@
 //! check` can print them all at once.
 
 mod error;
+mod provider;
 pub mod raw;
 pub mod secret;
 pub mod units;
@@ -102,6 +103,14 @@ pub enum SourceKind {
     CloudEvents,
     /// Fatture in Cloud API v2 webhooks.
     FattureInCloud,
+    /// GitHub webhooks (HMAC-SHA256, `X-GitHub-Event`/`X-GitHub-Delivery`).
+    GitHub,
+    /// Stripe webhooks (`Stripe-Signature`).
+    Stripe,
+    /// Standard Webhooks / Svix.
+    StandardWebhooks,
+    /// Any JSON webhook, with a per-source mapping.
+    Generic,
 }
 
 /// When the HTTP answer is sent.
@@ -126,6 +135,10 @@ pub struct SourceConfig {
     pub delivery: Delivery,
     /// How requests are authenticated.
     pub verifier: VerifierConfig,
+    /// `kind = "generic"`: the attribute mapping.
+    pub mapping: Option<crate::normalize::mapping::Mapping>,
+    /// Lower-case names of the request headers copied into events.
+    pub keep_headers: Vec<String>,
 }
 
 /// One `[sinks.NAME]`.
@@ -510,26 +523,25 @@ fn check_source(
         );
         ok = false;
     }
+    let kinds = "cloudevents, fattureincloud, github, stripe, standard-webhooks, generic";
     let kind = match raw.kind.as_str() {
         "cloudevents" => Some(SourceKind::CloudEvents),
         "fattureincloud" => Some(SourceKind::FattureInCloud),
-        "github" | "stripe" | "standard-webhooks" | "generic" => {
-            c.error(
-                format!("{key}.kind"),
-                format!("source kind {:?} is not supported by this version yet", raw.kind),
-                Some("supported: cloudevents, fattureincloud".into()),
-            );
-            None
-        }
+        "github" => Some(SourceKind::GitHub),
+        "stripe" => Some(SourceKind::Stripe),
+        "standard-webhooks" => Some(SourceKind::StandardWebhooks),
+        "generic" => Some(SourceKind::Generic),
         other => {
             c.error(
                 format!("{key}.kind"),
                 format!("unknown source kind {other:?}"),
-                Some("one of: cloudevents, fattureincloud".into()),
+                Some(format!("one of: {kinds}")),
             );
             None
         }
     };
+    let mapping = provider::check_mapping(c, key, kind, raw.mapping.as_ref());
+    let keep_headers = provider::check_keep_headers(c, key, raw.keep_headers.as_deref());
     let delivery = match raw.delivery.as_deref() {
         None | Some("sync") => Some(Delivery::Sync),
         Some("spool") => {
@@ -551,6 +563,11 @@ fn check_source(
     };
     let verifier = if kind == Some(SourceKind::FattureInCloud) {
         check_fic_verify(c, key, raw.verify.is_some(), raw.public_url.as_deref())
+    } else if matches!(
+        kind,
+        Some(SourceKind::GitHub | SourceKind::Stripe | SourceKind::StandardWebhooks)
+    ) {
+        kind.and_then(|k| provider::check_provider_verify(c, key, k, raw.verify.is_some()))
     } else if raw.verify.is_none() {
         c.error(
             format!("{key}.verify"),
@@ -571,6 +588,8 @@ fn check_source(
         public_url: raw.public_url,
         delivery: delivery?,
         verifier: verifier?,
+        mapping: mapping?,
+        keep_headers: keep_headers?,
     })
 }
 
@@ -651,7 +670,15 @@ fn check_cloudevents_verify(
     key: &str,
     server: Option<&ServerConfig>,
 ) -> Option<VerifierConfig> {
-    match c.extract::<CloudEventsVerifyRaw>(key)? {
+    let raw = c.extract::<CloudEventsVerifyRaw>(key)?;
+    if matches!(
+        raw,
+        CloudEventsVerifyRaw::Basic { .. } | CloudEventsVerifyRaw::Hmac { .. }
+    ) {
+        return provider::check_generic_verify(c, key, raw);
+    }
+    match raw {
+        CloudEventsVerifyRaw::Basic { .. } | CloudEventsVerifyRaw::Hmac { .. } => None,
         CloudEventsVerifyRaw::None { allow_public } => {
             let loopback = server.is_none_or(|s| s.listen.ip().is_loopback());
             if !loopback && !allow_public {

@@ -47,6 +47,74 @@ pub struct SourceRaw {
     pub delivery: Option<String>,
     /// Verifier settings; shape depends on `kind`.
     pub verify: Option<IgnoredAny>,
+    /// Request headers copied into the event (and sent on by broker sinks). Credentials and
+    /// signature headers are refused. Default: none.
+    pub keep_headers: Option<Vec<String>>,
+    /// `kind = "generic"`: where each CloudEvents attribute comes from.
+    pub mapping: Option<MappingRaw>,
+}
+
+/// `[sources.NAME.mapping]`: for providers that do not send CloudEvents.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingRaw {
+    /// The event id. Required.
+    pub id: Option<FieldRaw>,
+    /// The event type. Required.
+    #[serde(rename = "type")]
+    pub ty: Option<FieldRaw>,
+    /// The event source. Default `hookbridge://<source name>`.
+    pub source: Option<FieldRaw>,
+    /// The subject. Optional.
+    pub subject: Option<FieldRaw>,
+    /// The time (RFC 3339, or unix seconds converted). Optional.
+    pub time: Option<FieldRaw>,
+}
+
+/// Where one attribute comes from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged, deny_unknown_fields)]
+pub enum FieldRaw {
+    /// `{ header = "X-Event-Id" }`.
+    Header {
+        /// Header name.
+        header: String,
+    },
+    /// `{ pointer = "/data/id" }`: a JSON pointer into the body.
+    Pointer {
+        /// JSON pointer (RFC 6901).
+        pointer: String,
+    },
+    /// `{ value = "com.acme.order" }`: a constant.
+    Value {
+        /// The constant.
+        value: String,
+    },
+    /// `{ template = "com.acme.{header:x-event}.{pointer:/action}" }`.
+    Template {
+        /// Literal text with `{header:NAME}` and `{pointer:/path}` placeholders.
+        template: String,
+    },
+}
+
+/// `[sources.NAME.verify]` for `github`, `stripe` and `standard-webhooks`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderVerifyRaw {
+    /// The signing secret(s): several during a rotation. Required.
+    pub secret: SecretRefs,
+    /// Allowed clock difference for signed timestamps (Stripe, Standard Webhooks). Default `5m`.
+    pub tolerance: Option<HumanDuration>,
+}
+
+/// One `basic` verifier user.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicUserRaw {
+    /// User name.
+    pub username: String,
+    /// Password, from env or file.
+    pub password: super::secret::SecretRef,
 }
 
 /// `[sources.NAME.verify]` for `kind = "cloudevents"`.
@@ -66,6 +134,30 @@ pub enum CloudEventsVerifyRaw {
         /// Header carrying the token. Default `authorization`, where it must be `Bearer <token>`;
         /// any other header carries the bare token.
         header: Option<String>,
+    },
+    /// HTTP Basic credentials (several users/passwords may be active).
+    Basic {
+        /// Accepted credentials.
+        users: Vec<BasicUserRaw>,
+    },
+    /// A generic HMAC signature over the raw body.
+    Hmac {
+        /// The secret(s). Required.
+        secret: SecretRefs,
+        /// Header carrying the signature. Required.
+        header: String,
+        /// `sha1`, `sha256` (default) or `sha512`.
+        algorithm: Option<String>,
+        /// `hex` (default) or `base64`.
+        encoding: Option<String>,
+        /// Text before the signature, e.g. `sha256=`. Default none.
+        prefix: Option<String>,
+        /// Signed content: `{body}` (default) or a template such as `{timestamp}.{body}`.
+        signed: Option<String>,
+        /// Header carrying the timestamp (required when `signed` uses `{timestamp}`).
+        timestamp_header: Option<String>,
+        /// Allowed clock difference. Default `5m`.
+        tolerance: Option<HumanDuration>,
     },
 }
 

@@ -13,7 +13,7 @@ use super::body::read_capped;
 use super::reply::{self, ErrorReply};
 use crate::app::App;
 use crate::config::{SourceConfig, SourceKind};
-use crate::normalize::{self, cloudevents, fic, Context};
+use crate::normalize::{self, cloudevents, fic, mapping, Context};
 use crate::verify::fic::FicVerifier;
 use crate::verify::VerifierConfig;
 
@@ -144,6 +144,18 @@ async fn process(
     let mut events = match source.kind {
         SourceKind::CloudEvents => cloudevents::decode(headers, &body),
         SourceKind::FattureInCloud => fic::decode(headers, &body).map(|e| vec![e]),
+        SourceKind::GitHub => mapping::github(&source.name, headers, &body).map(|e| vec![e]),
+        SourceKind::Stripe => mapping::stripe(&source.name, headers, &body).map(|e| vec![e]),
+        SourceKind::StandardWebhooks => {
+            mapping::standard_webhooks(&source.name, headers, &body).map(|e| vec![e])
+        }
+        SourceKind::Generic => match &source.mapping {
+            Some(m) => mapping::decode(m, &source.name, headers, &body).map(|e| vec![e]),
+            None => Err(normalize::NormalizeError::malformed(
+                None,
+                "no mapping configured",
+            )),
+        },
     }
     .map_err(|e| {
         let mut r = ErrorReply::new(StatusCode::BAD_REQUEST, e.code).message(e.message);
@@ -158,6 +170,7 @@ async fn process(
     }
     for e in &mut events {
         normalize::stamp(e, &ctx);
+        normalize::keep_headers(e, headers, &source.keep_headers);
     }
     let outcomes = app.deliverer.deliver_all(&source.name, &events).await;
     for (e, o) in events.iter().zip(&outcomes) {

@@ -5,6 +5,7 @@
 
 pub mod cloudevents;
 pub mod fic;
+pub mod mapping;
 
 use hookbridge_sink_core::{Event, ExtensionValue};
 
@@ -67,4 +68,15 @@ pub fn now_rfc3339() -> String {
         .unwrap_or(now);
     now.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
+}
+
+/// Copies the configured request headers into the event (names lower-case, values as text).
+pub fn keep_headers(event: &mut Event, headers: &http::HeaderMap, names: &[String]) {
+    for name in names {
+        for value in headers.get_all(name.as_str()) {
+            if let Ok(v) = value.to_str() {
+                event.headers.push((name.clone(), v.to_owned()));
+            }
+        }
+    }
 }

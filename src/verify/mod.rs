@@ -4,6 +4,7 @@
 //! Each failure maps to one reason code of the delivery contract (design §3), answered 401.
 
 pub mod fic;
+pub mod hmac;
 mod token;
 
 use std::sync::Arc;
@@ -27,6 +28,37 @@ pub enum VerifierConfig {
     },
     /// Fatture in Cloud's ES256 JWT.
     Fic(Arc<FicVerifier>),
+    /// HTTP Basic: `(user, password)` pairs.
+    Basic {
+        /// Accepted credentials.
+        users: Vec<(String, Vec<u8>)>,
+    },
+    /// A generic HMAC signature.
+    Hmac {
+        /// How the signature is made.
+        spec: Arc<hmac::GenericHmac>,
+        /// Active secrets.
+        secrets: Vec<Vec<u8>>,
+    },
+    /// GitHub's `X-Hub-Signature-256`.
+    GitHub {
+        /// Active secrets.
+        secrets: Vec<Vec<u8>>,
+    },
+    /// Stripe's `Stripe-Signature`.
+    Stripe {
+        /// Active secrets (the whole `whsec_…` strings).
+        secrets: Vec<Vec<u8>>,
+        /// Allowed clock difference, seconds.
+        tolerance: i64,
+    },
+    /// Standard Webhooks.
+    StandardWebhooks {
+        /// Decoded keys.
+        keys: Vec<Vec<u8>>,
+        /// Allowed clock difference, seconds.
+        tolerance: i64,
+    },
 }
 
 /// What a successful verification learned that later checks need.
@@ -43,14 +75,30 @@ impl VerifierConfig {
             VerifierConfig::None => "none",
             VerifierConfig::Token { .. } => "token",
             VerifierConfig::Fic(_) => "fattureincloud",
+            VerifierConfig::Basic { .. } => "basic",
+            VerifierConfig::Hmac { .. } => "hmac",
+            VerifierConfig::GitHub { .. } => "github",
+            VerifierConfig::Stripe { .. } => "stripe",
+            VerifierConfig::StandardWebhooks { .. } => "standard-webhooks",
         }
     }
 
     /// Verifies a request at unix time `now`. `Ok` means the request is authentic as far as
     /// this verifier can tell from headers and raw body; bindings to parsed attributes (FIC's
     /// `jti`/`sub`) are checked after parsing with what [`Verified`] carries.
-    pub fn verify(&self, headers: &HeaderMap, _body: &[u8], now: u64) -> Result<Verified, VerifyError> {
+    pub fn verify(&self, headers: &HeaderMap, body: &[u8], now: u64) -> Result<Verified, VerifyError> {
+        let signed_now = i64::try_from(now).unwrap_or(i64::MAX);
+        let plain = |r: Result<(), VerifyError>| r.map(|()| Verified::default());
         match self {
+            VerifierConfig::Basic { users } => plain(hmac::basic(headers, users)),
+            VerifierConfig::Hmac { spec, secrets } => plain(spec.verify(headers, body, signed_now, secrets)),
+            VerifierConfig::GitHub { secrets } => plain(hmac::github(headers, body, secrets)),
+            VerifierConfig::Stripe { secrets, tolerance } => {
+                plain(hmac::stripe(headers, body, signed_now, secrets, *tolerance))
+            }
+            VerifierConfig::StandardWebhooks { keys, tolerance } => plain(hmac::standard_webhooks(
+                headers, body, signed_now, keys, *tolerance,
+            )),
             VerifierConfig::None => Ok(Verified::default()),
             VerifierConfig::Token { tokens, header } => {
                 token::verify(headers, header, tokens).map(|()| Verified::default())
@@ -92,6 +140,9 @@ pub enum VerifyError {
     /// The token is valid but its application or company is not on the allow-list.
     #[error("not_allowed")]
     NotAllowed,
+    /// The signed timestamp is outside the allowed tolerance (or unparseable).
+    #[error("timestamp_out_of_range")]
+    TimestampOutOfRange,
 }
 
 impl VerifyError {
@@ -107,6 +158,7 @@ impl VerifyError {
             VerifyError::IdMismatch => "id_mismatch",
             VerifyError::SubjectMismatch => "subject_mismatch",
             VerifyError::NotAllowed => "not_allowed",
+            VerifyError::TimestampOutOfRange => "timestamp_out_of_range",
         }
     }
 }

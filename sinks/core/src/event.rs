@@ -83,7 +83,9 @@ pub struct Event {
     pub extensions: BTreeMap<String, ExtensionValue>,
     /// The payload, exactly as received.
     pub data: Option<Bytes>,
-    /// Request headers the source was configured to keep (never credentials).
+    /// Request headers the source was configured to keep (`keep_headers`; never credentials or
+    /// signatures). Broker sinks send them on as message headers under their own names; the
+    /// file sink does not write them (a CloudEvents envelope has no place for them).
     pub headers: Vec<(String, String)>,
 }
 

@@ -53,6 +53,9 @@ impl Layout {
             }
         };
         headers.push(("idempotency-key".to_owned(), encode_header_value(&event.id)));
+        for (name, value) in &event.headers {
+            headers.push((name.clone(), encode_header_value(value)));
+        }
         for (name, template) in &self.headers {
             headers.push((name.clone(), encode_header_value(&render("header", template)?)));
         }

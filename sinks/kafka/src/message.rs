@@ -57,6 +57,9 @@ impl Layout {
                 event.to_structured_json()
             }
         };
+        for (name, value) in &event.headers {
+            headers.push((name.clone(), value.clone().into_bytes()));
+        }
         for (name, t) in &self.headers {
             headers.push((name.clone(), render("header", t)?.into_bytes()));
         }

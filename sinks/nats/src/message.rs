@@ -73,6 +73,9 @@ impl Layout {
             // JetStream drops a re-sent id within the stream's duplicate window.
             headers.insert("Nats-Msg-Id", event.id.as_str());
         }
+        for (name, value) in &event.headers {
+            headers.append(name.as_str(), encode_header_value(value).as_str());
+        }
         for (name, template) in &self.headers {
             let value = template
                 .render(event)
