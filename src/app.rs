@@ -9,9 +9,23 @@ use std::time::Duration;
 use hookbridge_sink_core::{SinkError, SinkHandle};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::config::{Config, SourceConfig};
+use crate::config::{Config, Delivery, SourceConfig};
 use crate::deliver::dedup::Dedup;
+use crate::deliver::forward::{self, Backoff};
+use crate::deliver::spool::{Limits, Spool, SpoolError};
 use crate::deliver::Deliverer;
+use crate::route::Router;
+
+/// Why the bridge could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// A sink could not be constructed.
+    #[error("sink: {0}")]
+    Sink(#[from] SinkError),
+    /// The spool could not be opened.
+    #[error("spool: {0}")]
+    Spool(#[from] SpoolError),
+}
 
 /// Shared state of one running hookbridge.
 pub struct App {
@@ -23,18 +37,24 @@ pub struct App {
     pub deliverer: Arc<Deliverer>,
     shutting_down: AtomicBool,
     in_flight: Arc<Semaphore>,
+    /// The spool, when a source uses `delivery = "spool"`.
+    pub spool: Option<Arc<Spool>>,
+    /// Sink indices a sync-mode source can reach: only their health decides readiness.
+    sync_sinks: Vec<usize>,
+    forwarders: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    stop_forwarders: tokio::sync::watch::Sender<bool>,
 }
 
 impl App {
     /// Builds every sink from the configuration. No network IO happens here: sinks connect
     /// lazily, so hookbridge starts while a broker is down.
-    pub fn build(config: Config) -> Result<Arc<App>, SinkError> {
+    pub fn build(config: Config) -> Result<Arc<App>, BuildError> {
         Self::build_with(config, Vec::new())
     }
 
     /// Like [`App::build`], but sinks named in `overrides` are replaced by the given instances
     /// (tests inject failing or slow sinks this way).
-    pub fn build_with(config: Config, overrides: Vec<(String, SinkHandle)>) -> Result<Arc<App>, SinkError> {
+    pub fn build_with(config: Config, overrides: Vec<(String, SinkHandle)>) -> Result<Arc<App>, BuildError> {
         let mut overrides: HashMap<String, SinkHandle> = overrides.into_iter().collect();
         let sinks: Vec<SinkHandle> = config
             .sinks
@@ -59,11 +79,26 @@ impl App {
             .iter()
             .map(|s| (s.path.clone(), Arc::new(s.clone())))
             .collect();
+        let uses_spool = config.sources.iter().any(|s| s.delivery == Delivery::Spool);
+        let spool = if uses_spool {
+            let limits = Limits {
+                max_events: config.spool.max_events,
+                max_bytes: config.spool.max_bytes,
+            };
+            Some(Spool::open(&config.spool.dir, limits)?)
+        } else {
+            None
+        };
+        let sync_sinks = reachable_sinks(&config.router, config.sinks.len(), &config.sources);
         Ok(Arc::new(App {
             sources,
             deliverer,
             shutting_down: AtomicBool::new(false),
             in_flight: Arc::new(Semaphore::new(config.server.max_in_flight)),
+            spool,
+            sync_sinks,
+            forwarders: std::sync::Mutex::new(Vec::new()),
+            stop_forwarders: tokio::sync::watch::Sender::new(false),
             config,
         }))
     }
@@ -111,8 +146,74 @@ impl App {
         }
     }
 
+    /// Whether sink `index` can be reached by a sync-mode source (its outage refuses events).
+    pub fn is_sync_sink(&self, index: usize) -> bool {
+        self.sync_sinks.contains(&index)
+    }
+
+    /// Starts one spool forwarder per sink (no-op without a spool). Needs a tokio runtime.
+    pub fn start_forwarders(&self) {
+        let Some(spool) = &self.spool else { return };
+        let names: Vec<String> = self
+            .deliverer
+            .sinks()
+            .iter()
+            .map(|s| s.name().to_owned())
+            .collect();
+        let backoff = Backoff {
+            initial: self.config.spool.retry_initial,
+            max: self.config.spool.retry_max,
+        };
+        let mut handles = self
+            .forwarders
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for sink in self.deliverer.sinks() {
+            handles.push(tokio::spawn(forward::run(
+                spool.clone(),
+                sink.clone(),
+                names.clone(),
+                self.config.server.publish_timeout,
+                backoff,
+                self.stop_forwarders.subscribe(),
+            )));
+        }
+    }
+
+    /// Stops the forwarders, letting a publish in progress finish (bounded by the deadline).
+    pub async fn stop_forwarders(&self) {
+        self.stop_forwarders.send_replace(true);
+        let handles: Vec<_> = std::mem::take(
+            &mut *self
+                .forwarders
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let deadline = self.config.server.publish_timeout + Duration::from_secs(1);
+        for h in handles {
+            let abort = h.abort_handle();
+            if tokio::time::timeout(deadline, h).await.is_err() {
+                abort.abort();
+            }
+        }
+    }
+
     /// Flushes and closes every sink.
     pub async fn shutdown_sinks(&self) {
         futures_util::future::join_all(self.deliverer.sinks().iter().map(|s| s.shutdown())).await;
     }
+}
+
+/// Sinks reachable from sync-mode sources: from any rule without a source filter or naming a
+/// sync source, plus the unmatched route.
+fn reachable_sinks(router: &Router, sink_count: usize, sources: &[SourceConfig]) -> Vec<usize> {
+    let sync: Vec<&str> = sources
+        .iter()
+        .filter(|s| s.delivery == Delivery::Sync)
+        .map(|s| s.name.as_str())
+        .collect();
+    if sync.is_empty() {
+        return Vec::new();
+    }
+    (0..sink_count).filter(|i| router.can_reach(&sync, *i)).collect()
 }

@@ -122,6 +122,15 @@ impl Router {
         Router { rules, unmatched }
     }
 
+    /// Whether sink `index` can receive events from any of `sources`.
+    pub fn can_reach(&self, sources: &[&str], index: usize) -> bool {
+        let by_rule = self
+            .rules
+            .iter()
+            .any(|r| r.sinks.contains(&index) && r.source.as_deref().is_none_or(|s| sources.contains(&s)));
+        by_rule || matches!(&self.unmatched, Unmatched::Route(s) if s.contains(&index))
+    }
+
     /// Decides where an event of type `ty` from source `source` goes.
     pub fn route(&self, source: &str, ty: &str) -> Decision {
         let mut sinks: Vec<usize> = Vec::new();

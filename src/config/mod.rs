@@ -28,7 +28,8 @@ use crate::route::{Pattern, Router, Rule, Unmatched};
 use crate::verify::fic::{self, FicVerifier};
 use crate::verify::VerifierConfig;
 use raw::{
-    CloudEventsVerifyRaw, DedupRaw, FicVerifyRaw, KeyRef, RouteRaw, ServerRaw, SourceRaw, UnmatchedRaw,
+    CloudEventsVerifyRaw, DedupRaw, FicVerifyRaw, KeyRef, RouteRaw, ServerRaw, SourceRaw, SpoolRaw,
+    UnmatchedRaw,
 };
 use secret::SECRET_HINT;
 
@@ -52,7 +53,15 @@ sinks = ["file"]
 "#;
 
 /// Top-level keys.
-const TOP_LEVEL: &[&str] = &["server", "sources", "sinks", "routes", "unmatched", "dedup"];
+const TOP_LEVEL: &[&str] = &[
+    "server",
+    "sources",
+    "sinks",
+    "routes",
+    "unmatched",
+    "dedup",
+    "spool",
+];
 /// Paths served by hookbridge itself.
 const RESERVED_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
 
@@ -71,6 +80,23 @@ pub struct Config {
     pub router: Router,
     /// `[dedup]`.
     pub dedup: DedupConfig,
+    /// `[spool]`, with defaults applied (opened only when a source uses it).
+    pub spool: SpoolConfig,
+}
+
+/// `[spool]`, with defaults applied.
+#[derive(Debug, Clone)]
+pub struct SpoolConfig {
+    /// Spool directory.
+    pub dir: std::path::PathBuf,
+    /// Most events held.
+    pub max_events: u64,
+    /// Most bytes held.
+    pub max_bytes: u64,
+    /// First forwarder retry delay.
+    pub retry_initial: Duration,
+    /// Largest forwarder retry delay.
+    pub retry_max: Duration,
 }
 
 /// `[server]`, with defaults applied.
@@ -118,6 +144,8 @@ pub enum SourceKind {
 pub enum Delivery {
     /// After every chosen sink acked.
     Sync,
+    /// After the event is fsynced to the spool; forwarders deliver it later.
+    Spool,
 }
 
 /// One `[sources.NAME]`.
@@ -321,14 +349,16 @@ pub fn validate(figment: Figment, origin: &str) -> Result<Config, ConfigErrors> 
     let sources = check_sources(&mut c, top.get("sources"), server.as_ref());
     let router = check_routes(&mut c, &top, &sinks, &sources);
     let dedup = check_dedup(&mut c, top.contains_key("dedup"));
-    match (server, router, dedup) {
-        (Some(server), Some(router), Some(dedup)) if c.errors.is_empty() => Ok(Config {
+    let spool = check_spool(&mut c, top.contains_key("spool"));
+    match (server, router, dedup, spool) {
+        (Some(server), Some(router), Some(dedup), Some(spool)) if c.errors.is_empty() => Ok(Config {
             origin: origin.to_owned(),
             server,
             sources,
             sinks,
             router,
             dedup,
+            spool,
         }),
         _ => Err(ConfigErrors(c.errors)),
     }
@@ -544,19 +574,12 @@ fn check_source(
     let keep_headers = provider::check_keep_headers(c, key, raw.keep_headers.as_deref());
     let delivery = match raw.delivery.as_deref() {
         None | Some("sync") => Some(Delivery::Sync),
-        Some("spool") => {
-            c.error(
-                format!("{key}.delivery"),
-                "delivery = \"spool\" is not supported by this version yet",
-                Some("use \"sync\"".into()),
-            );
-            None
-        }
+        Some("spool") => Some(Delivery::Spool),
         Some(other) => {
             c.error(
                 format!("{key}.delivery"),
                 format!("unknown delivery mode {other:?}"),
-                Some("one of: sync".into()),
+                Some("one of: sync, spool".into()),
             );
             None
         }
@@ -866,6 +889,38 @@ fn check_dedup(c: &mut Checker<'_>, present: bool) -> Option<DedupConfig> {
         window: raw.window.map_or(Duration::from_secs(3600), |w| w.0),
         max_entries,
     })
+}
+
+fn check_spool(c: &mut Checker<'_>, present: bool) -> Option<SpoolConfig> {
+    let raw: SpoolRaw = if present {
+        c.extract("spool")?
+    } else {
+        SpoolRaw::default()
+    };
+    let cfg = SpoolConfig {
+        dir: raw.dir.unwrap_or_else(|| "hookbridge-spool".into()),
+        max_events: raw.max_events.unwrap_or(1_000_000),
+        max_bytes: raw.max_bytes.map_or(1 << 30, |b| b.0),
+        retry_initial: raw.retry_initial.map_or(Duration::from_millis(200), |d| d.0),
+        retry_max: raw.retry_max.map_or(Duration::from_secs(30), |d| d.0),
+    };
+    if cfg.max_events == 0 {
+        c.error("spool.max_events", "must be above zero", None);
+    }
+    if cfg.max_bytes == 0 {
+        c.error("spool.max_bytes", "must be above zero", None);
+    }
+    if cfg.retry_initial > cfg.retry_max || cfg.retry_initial.is_zero() {
+        c.error(
+            "spool.retry_initial",
+            "must be above zero and at most spool.retry_max",
+            None,
+        );
+    }
+    if cfg.dir.is_file() {
+        c.error("spool.dir", format!("{} is a file", cfg.dir.display()), None);
+    }
+    Some(cfg)
 }
 
 /// Sink names by index, for logs.

@@ -245,3 +245,20 @@ impl IdText {
         }
     }
 }
+
+/// `[spool]`: the durable local store behind `delivery = "spool"` sources.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpoolRaw {
+    /// Directory of the spool (created if missing; one process at a time). Default
+    /// `hookbridge-spool`.
+    pub dir: Option<std::path::PathBuf>,
+    /// Most events held; past it new events get 503. Default `1000000`.
+    pub max_events: Option<u64>,
+    /// Most bytes held; past it new events get 503. Default `1GiB`.
+    pub max_bytes: Option<ByteSize>,
+    /// First retry delay of a forwarder. Default `200ms`.
+    pub retry_initial: Option<HumanDuration>,
+    /// Largest retry delay of a forwarder. Default `30s`.
+    pub retry_max: Option<HumanDuration>,
+}

@@ -2,6 +2,8 @@
 //! deadline. Sync mode: the answer waits for every receipt.
 
 pub mod dedup;
+pub mod forward;
+pub mod spool;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +13,7 @@ use hookbridge_sink_core::{Event, Receipt, SinkError, SinkHandle};
 
 use crate::route::{Decision, Router};
 use dedup::{Claim, Dedup};
+use spool::{Record, Spool, SpoolError};
 
 /// What happened to one event.
 #[derive(Debug)]
@@ -23,6 +26,15 @@ pub enum EventOutcome {
     Dropped,
     /// At least one sink failed; `(sink name, error)` for each failure.
     Failed(Vec<(String, SinkError)>),
+    /// Durably spooled; one receipt per target sink (`"spooled": seq`).
+    Spooled(Vec<Receipt>),
+    /// Not taken, for a reason that clears by itself (spool full or unwritable): 503 `code`.
+    Refused {
+        /// Reason code.
+        code: &'static str,
+        /// Detail.
+        message: String,
+    },
 }
 
 impl EventOutcome {
@@ -34,6 +46,8 @@ impl EventOutcome {
             EventOutcome::Dropped => "dropped",
             EventOutcome::Failed(f) if f.iter().any(|(_, e)| e.is_retryable()) => "sink_unavailable",
             EventOutcome::Failed(_) => "sink_rejected",
+            EventOutcome::Spooled(_) => "spooled",
+            EventOutcome::Refused { code, .. } => code,
         }
     }
 }
@@ -111,6 +125,62 @@ impl Deliverer {
         } else {
             // The guard drops here: the id is released so the provider's retry publishes again.
             EventOutcome::Failed(failures)
+        }
+    }
+
+    /// Spool mode: each event is durably appended (its id marked seen once it is safe on disk).
+    pub async fn spool_all(
+        self: &Arc<Self>,
+        source_name: &str,
+        events: &[Event],
+        spool: &Spool,
+    ) -> Vec<EventOutcome> {
+        join_all(events.iter().map(|e| self.spool_one(source_name, e, spool))).await
+    }
+
+    async fn spool_one(&self, source_name: &str, event: &Event, spool: &Spool) -> EventOutcome {
+        let targets = match self.router.route(source_name, &event.ty) {
+            Decision::Drop => return EventOutcome::Dropped,
+            Decision::Sinks(s) => s,
+        };
+        let guard = match &self.dedup {
+            Some(d) => match d
+                .claim((source_name.to_owned(), event.source.clone(), event.id.clone()))
+                .await
+            {
+                Claim::Duplicate => return EventOutcome::Duplicate,
+                Claim::Owner(g) => Some(g),
+            },
+            None => None,
+        };
+        let names: Vec<String> = targets
+            .iter()
+            .filter_map(|&i| self.sinks.get(i))
+            .map(|s| s.name().to_owned())
+            .collect();
+        match spool.append(&Record::new(event, names.clone())).await {
+            Ok(seq) => {
+                if let Some(g) = guard {
+                    g.delivered();
+                }
+                EventOutcome::Spooled(
+                    names
+                        .iter()
+                        .map(|n| Receipt::new(n).with("spooled", seq))
+                        .collect(),
+                )
+            }
+            Err(SpoolError::Full(m)) => EventOutcome::Refused {
+                code: "overloaded",
+                message: m,
+            },
+            Err(SpoolError::Io(m)) => {
+                tracing::error!(event_id = %event.id, error = %m, "spool append failed");
+                EventOutcome::Refused {
+                    code: "spool_unavailable",
+                    message: m,
+                }
+            }
         }
     }
 

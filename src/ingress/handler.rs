@@ -172,7 +172,12 @@ async fn process(
         normalize::stamp(e, &ctx);
         normalize::keep_headers(e, headers, &source.keep_headers);
     }
-    let outcomes = app.deliverer.deliver_all(&source.name, &events).await;
+    let outcomes = match (&source.delivery, &app.spool) {
+        (crate::config::Delivery::Spool, Some(spool)) => {
+            app.deliverer.spool_all(&source.name, &events, spool).await
+        }
+        _ => app.deliverer.deliver_all(&source.name, &events).await,
+    };
     for (e, o) in events.iter().zip(&outcomes) {
         tracing::info!(source = %source.name, event_id = %e.id, event_type = %e.ty, outcome = o.status(), "event");
     }

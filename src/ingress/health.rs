@@ -30,19 +30,31 @@ pub async fn readyz(app: &App) -> Response {
     .await;
     let mut ready = !app.is_shutting_down();
     let mut detail = Map::new();
-    for (sink, error) in checks {
+    for (i, (sink, error)) in checks.into_iter().enumerate() {
         let mut entry = json!({ "type": sink.kind(), "state": if error.is_some() { "down" } else { "up" } });
         if let Some(e) = error {
-            ready = false;
+            // A sink only fed through the spool being down refuses nothing: events wait on disk.
+            if app.is_sync_sink(i) {
+                ready = false;
+            }
             entry["error"] = Value::String(e);
         }
         detail.insert(sink.name().to_owned(), entry);
     }
-    let body = json!({
-        "status": if ready { "ready" } else { "not_ready" },
+    let mut body = json!({
+        "status": "ready",
         "shutting_down": app.is_shutting_down(),
         "sinks": detail,
     });
+    if let Some(spool) = &app.spool {
+        let (events, bytes) = spool.depth();
+        let full = spool.is_full();
+        if full {
+            ready = false;
+        }
+        body["spool"] = json!({ "events": events, "bytes": bytes, "full": full });
+    }
+    body["status"] = json!(if ready { "ready" } else { "not_ready" });
     let code = if ready {
         StatusCode::OK
     } else {

@@ -72,6 +72,7 @@ pub async fn serve_with_admin(
     admin: Option<TcpListener>,
     shutdown: impl Future<Output = ()>,
 ) {
+    app.start_forwarders();
     let main_service = warp::service(routes(app.clone(), Role::Main));
     let admin_service = warp::service(routes(app.clone(), Role::Admin));
     let graceful = GracefulShutdown::new();
@@ -138,6 +139,7 @@ pub async fn serve_with_admin(
     {
         tracing::debug!("some connections were still open at exit");
     }
+    app.stop_forwarders().await;
     app.shutdown_sinks().await;
     tracing::info!("stopped");
 }

@@ -118,6 +118,20 @@ pub fn outcomes(ids: &[&str], outcomes: &[EventOutcome], default_retry_after: Du
     let mut retryable = false;
     let mut permanent = false;
     let mut retry_after: Option<Duration> = None;
+    if let Some(EventOutcome::Refused { code, message }) = outcomes
+        .iter()
+        .find(|o| matches!(o, EventOutcome::Refused { .. }))
+    {
+        let events: Vec<Value> = ids
+            .iter()
+            .zip(outcomes)
+            .map(|(id, o)| event_entry(id, o))
+            .collect();
+        let mut resp = error(&ErrorReply::unavailable(code, default_retry_after));
+        let body = json!({ "error": { "code": code, "message": message }, "events": events });
+        *resp.body_mut() = serde_json::to_vec(&body).unwrap_or_default().into();
+        return resp;
+    }
     for o in outcomes {
         if let EventOutcome::Failed(failures) = o {
             for (_, e) in failures {
@@ -166,14 +180,16 @@ pub fn outcomes(ids: &[&str], outcomes: &[EventOutcome], default_retry_after: Du
 fn event_entry(id: &str, o: &EventOutcome) -> Value {
     let mut v = json!({ "id": id, "status": o.status() });
     match o {
-        EventOutcome::Delivered(receipts) => v["receipts"] = json!(receipts),
+        EventOutcome::Delivered(receipts) | EventOutcome::Spooled(receipts) => {
+            v["receipts"] = json!(receipts)
+        }
         EventOutcome::Failed(failures) => {
             v["errors"] = failures
                 .iter()
                 .map(|(sink, e)| json!({ "sink": sink, "kind": e.kind().as_str(), "message": e.to_string() }))
                 .collect();
         }
-        EventOutcome::Duplicate | EventOutcome::Dropped => {}
+        EventOutcome::Duplicate | EventOutcome::Dropped | EventOutcome::Refused { .. } => {}
     }
     v
 }

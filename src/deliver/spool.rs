@@ -1,0 +1,482 @@
+//! The spool: a durable local queue of events (delivery mode `spool`), on redb.
+//!
+//! Why redb: a well-kept, pure-Rust embedded store with ACID transactions whose `Immediate`
+//! commits are fsynced before they return — exactly "safe before the 202" — and a file lock that
+//! keeps a second process off the same spool. It needs no compaction thread and no C library.
+//!
+//! - **Appends** go through one writer thread that gathers every append waiting at that moment
+//!   into one transaction and one fsync (group commit), then answers each caller with its
+//!   sequence number.
+//! - **Progress** is one cursor per sink (last sequence it has passed). Cursor updates are
+//!   committed without their own fsync; they become durable with the next append's commit. After
+//!   a crash a cursor may lag, so a sink may see an event again — never miss one
+//!   (at-least-once).
+//! - **Retention**: records every sink has passed are deleted.
+//! - **Bounds**: `max_events` and `max_bytes`; past either, appends are refused (503).
+//!
+//! The spool belongs to one process: redb locks the file. Tools that read it go through the
+//! running server, or run while it is stopped.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use base64::Engine as _;
+use bytes::Bytes;
+use hookbridge_sink_core::{Event, ExtensionValue};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, Notify};
+
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
+
+/// Why an append failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpoolError {
+    /// `max_events` or `max_bytes` reached.
+    #[error("the spool is full ({0})")]
+    Full(String),
+    /// The store could not be written.
+    #[error("the spool cannot be written: {0}")]
+    Io(String),
+}
+
+/// Spool limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Most events held.
+    pub max_events: u64,
+    /// Most record bytes held.
+    pub max_bytes: u64,
+}
+
+/// One spooled event and the sinks it must reach (by name, so a restart with the same
+/// configuration resumes correctly).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Sink names.
+    pub targets: Vec<String>,
+    id: String,
+    source: String,
+    specversion: String,
+    #[serde(rename = "type")]
+    ty: String,
+    subject: Option<String>,
+    time: Option<String>,
+    datacontenttype: Option<String>,
+    dataschema: Option<String>,
+    extensions: BTreeMap<String, serde_json::Value>,
+    data_base64: Option<String>,
+    headers: Vec<(String, String)>,
+}
+
+impl Record {
+    /// A record of `event` for `targets`.
+    pub fn new(event: &Event, targets: Vec<String>) -> Self {
+        Record {
+            targets,
+            id: event.id.clone(),
+            source: event.source.clone(),
+            specversion: event.specversion.clone(),
+            ty: event.ty.clone(),
+            subject: event.subject.clone(),
+            time: event.time.clone(),
+            datacontenttype: event.datacontenttype.clone(),
+            dataschema: event.dataschema.clone(),
+            extensions: event
+                .extensions
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or_default()))
+                .collect(),
+            data_base64: event
+                .data
+                .as_ref()
+                .map(|d| base64::engine::general_purpose::STANDARD.encode(d)),
+            headers: event.headers.clone(),
+        }
+    }
+
+    /// The event back.
+    pub fn event(&self) -> Event {
+        let mut e = Event::new(self.id.clone(), self.source.clone(), self.ty.clone());
+        e.specversion = self.specversion.clone();
+        e.subject = self.subject.clone();
+        e.time = self.time.clone();
+        e.datacontenttype = self.datacontenttype.clone();
+        e.dataschema = self.dataschema.clone();
+        for (k, v) in &self.extensions {
+            let value = match v {
+                serde_json::Value::Bool(b) => ExtensionValue::Boolean(*b),
+                serde_json::Value::Number(n) => ExtensionValue::Integer(n.as_i64().unwrap_or_default()),
+                serde_json::Value::String(s) => ExtensionValue::String(s.clone()),
+                other => ExtensionValue::String(other.to_string()),
+            };
+            e.extensions.insert(k.clone(), value);
+        }
+        e.data = self
+            .data_base64
+            .as_ref()
+            .and_then(|d| base64::engine::general_purpose::STANDARD.decode(d).ok())
+            .map(Bytes::from);
+        e.headers = self.headers.clone();
+        e
+    }
+}
+
+struct Append {
+    bytes: Vec<u8>,
+    reply: oneshot::Sender<Result<u64, SpoolError>>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Usage {
+    events: u64,
+    bytes: u64,
+}
+
+/// A durable spool.
+pub struct Spool {
+    db: Arc<Database>,
+    path: PathBuf,
+    limits: Limits,
+    usage: Mutex<Usage>,
+    appends: Mutex<Option<mpsc::Sender<Append>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Woken on every commit of new records.
+    pub new_data: Arc<Notify>,
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        // Close the queue, then wait for the writer so the file lock is released on return.
+        self.appends.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(w) = self.writer.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            let _ = w.join();
+        }
+    }
+}
+
+fn io<E: std::fmt::Display>(e: E) -> SpoolError {
+    SpoolError::Io(e.to_string())
+}
+
+impl Spool {
+    /// Opens (or creates) the spool in `dir` and starts its writer thread.
+    pub fn open(dir: &Path, limits: Limits) -> Result<Arc<Spool>, SpoolError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| SpoolError::Io(format!("cannot create {}: {e}", dir.display())))?;
+        let path = dir.join("spool.redb");
+        let db = Database::create(&path)
+            .map_err(|e| SpoolError::Io(format!("cannot open {}: {e}", path.display())))?;
+        let db = Arc::new(db);
+        let mut usage = Usage::default();
+        let mut next_seq = 1;
+        {
+            let txn = db.begin_write().map_err(io)?;
+            {
+                let events = txn.open_table(EVENTS).map_err(io)?;
+                txn.open_table(CURSORS).map_err(io)?;
+                for entry in events.iter().map_err(io)? {
+                    let (k, v) = entry.map_err(io)?;
+                    usage.events += 1;
+                    usage.bytes += v.value().len() as u64;
+                    next_seq = k.value() + 1;
+                }
+            }
+            txn.commit().map_err(io)?;
+        }
+        let (tx, rx) = mpsc::channel::<Append>(4096);
+        let new_data = Arc::new(Notify::new());
+        let writer_db = db.clone();
+        let notify = new_data.clone();
+        let handle = std::thread::Builder::new()
+            .name("hookbridge-spool".into())
+            .spawn(move || writer(writer_db, rx, next_seq, notify))
+            .map_err(io)?;
+        Ok(Arc::new(Spool {
+            db,
+            path,
+            limits,
+            usage: Mutex::new(usage),
+            appends: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(handle)),
+            new_data,
+        }))
+    }
+
+    /// Where the spool file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Current (events, bytes).
+    pub fn depth(&self) -> (u64, u64) {
+        let u = *self.usage.lock().unwrap_or_else(PoisonError::into_inner);
+        (u.events, u.bytes)
+    }
+
+    /// Whether an append would be refused now.
+    pub fn is_full(&self) -> bool {
+        let u = *self.usage.lock().unwrap_or_else(PoisonError::into_inner);
+        u.events >= self.limits.max_events || u.bytes >= self.limits.max_bytes
+    }
+
+    /// Durably appends a record; returns its sequence number once it is fsynced.
+    pub async fn append(&self, record: &Record) -> Result<u64, SpoolError> {
+        let bytes = serde_json::to_vec(record).map_err(io)?;
+        {
+            // Reserve room first so concurrent appends cannot overshoot the bounds.
+            let mut u = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
+            if u.events + 1 > self.limits.max_events {
+                return Err(SpoolError::Full(format!("{} events", u.events)));
+            }
+            if u.bytes + bytes.len() as u64 > self.limits.max_bytes {
+                return Err(SpoolError::Full(format!("{} bytes", u.bytes)));
+            }
+            u.events += 1;
+            u.bytes += bytes.len() as u64;
+        }
+        let len = bytes.len() as u64;
+        let (reply, rx) = oneshot::channel();
+        let sender = self
+            .appends
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let Some(sender) = sender else {
+            return Err(SpoolError::Io("the spool is closed".into()));
+        };
+        let result = match sender.send(Append { bytes, reply }).await {
+            Ok(()) => rx
+                .await
+                .unwrap_or_else(|_| Err(SpoolError::Io("the spool writer stopped".into()))),
+            Err(_) => Err(SpoolError::Io("the spool writer stopped".into())),
+        };
+        if result.is_err() {
+            let mut u = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
+            u.events = u.events.saturating_sub(1);
+            u.bytes = u.bytes.saturating_sub(len);
+        }
+        result
+    }
+
+    /// The last sequence `sink` has passed (0 if none).
+    pub async fn cursor(&self, sink: &str) -> Result<u64, SpoolError> {
+        let db = self.db.clone();
+        let sink = sink.to_owned();
+        blocking(move || {
+            let txn = db.begin_read().map_err(io)?;
+            let table = txn.open_table(CURSORS).map_err(io)?;
+            Ok(table.get(sink.as_str()).map_err(io)?.map_or(0, |v| v.value()))
+        })
+        .await
+    }
+
+    /// The first record after `after` that targets `sink`, and the last sequence scanned (so
+    /// records for other sinks can be skipped durably).
+    pub async fn next_for(&self, sink: &str, after: u64) -> Result<(Option<(u64, Record)>, u64), SpoolError> {
+        let db = self.db.clone();
+        let sink = sink.to_owned();
+        blocking(move || {
+            let txn = db.begin_read().map_err(io)?;
+            let table = txn.open_table(EVENTS).map_err(io)?;
+            let mut scanned = after;
+            // Bounded scan per call so one sink's long skip does not hold a read transaction.
+            for entry in table.range(after + 1..).map_err(io)?.take(1024) {
+                let (k, v) = entry.map_err(io)?;
+                scanned = k.value();
+                let record: Record = serde_json::from_slice(v.value()).map_err(io)?;
+                if record.targets.contains(&sink) {
+                    return Ok((Some((scanned, record)), scanned));
+                }
+            }
+            Ok((None, scanned))
+        })
+        .await
+    }
+
+    /// Records that `sink` has passed `seq`, and deletes records every listed sink has passed.
+    pub async fn advance(&self, sink: &str, seq: u64, all_sinks: &[String]) -> Result<(), SpoolError> {
+        let db = self.db.clone();
+        let sink = sink.to_owned();
+        let all: Vec<String> = all_sinks.to_vec();
+        let freed = blocking(move || {
+            let mut txn = db.begin_write().map_err(io)?;
+            // Durable with the next append's commit; a lagging cursor only means a re-send.
+            txn.set_durability(Durability::None).map_err(io)?;
+            let mut freed = Usage::default();
+            {
+                let mut cursors = txn.open_table(CURSORS).map_err(io)?;
+                let current = cursors.get(sink.as_str()).map_err(io)?.map_or(0, |v| v.value());
+                if seq > current {
+                    cursors.insert(sink.as_str(), seq).map_err(io)?;
+                }
+                let mut min = u64::MAX;
+                for s in &all {
+                    let c = cursors.get(s.as_str()).map_err(io)?.map_or(0, |v| v.value());
+                    min = min.min(c);
+                }
+                if min > 0 && min != u64::MAX {
+                    let mut events = txn.open_table(EVENTS).map_err(io)?;
+                    let removed = events.extract_from_if(..=min, |_, _| true).map_err(io)?;
+                    for entry in removed {
+                        let (_, v) = entry.map_err(io)?;
+                        freed.events += 1;
+                        freed.bytes += v.value().len() as u64;
+                    }
+                }
+            }
+            txn.commit().map_err(io)?;
+            Ok(freed)
+        })
+        .await?;
+        if freed.events > 0 {
+            let mut u = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
+            u.events = u.events.saturating_sub(freed.events);
+            u.bytes = u.bytes.saturating_sub(freed.bytes);
+        }
+        Ok(())
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, SpoolError> + Send + 'static,
+) -> Result<T, SpoolError> {
+    tokio::task::spawn_blocking(f).await.map_err(io)?
+}
+
+/// The writer thread: group commit. Everything queued when a commit starts shares its fsync.
+fn writer(db: Arc<Database>, mut rx: mpsc::Receiver<Append>, mut next_seq: u64, new_data: Arc<Notify>) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < 1024 {
+            match rx.try_recv() {
+                Ok(a) => batch.push(a),
+                Err(_) => break,
+            }
+        }
+        let start = next_seq;
+        let result = (|| -> Result<(), SpoolError> {
+            let txn = db.begin_write().map_err(io)?; // Durability::Immediate: fsync on commit
+            {
+                let mut table = txn.open_table(EVENTS).map_err(io)?;
+                for (i, a) in batch.iter().enumerate() {
+                    table.insert(start + i as u64, a.bytes.as_slice()).map_err(io)?;
+                }
+            }
+            txn.commit().map_err(io)
+        })();
+        match result {
+            Ok(()) => {
+                next_seq += batch.len() as u64;
+                for (i, a) in batch.into_iter().enumerate() {
+                    let _ = a.reply.send(Ok(start + i as u64));
+                }
+                new_data.notify_waiters();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "spool write failed");
+                for a in batch {
+                    let _ = a.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            max_events: 100,
+            max_bytes: 1 << 20,
+        }
+    }
+
+    fn record(id: &str, targets: &[&str]) -> Record {
+        let mut e = Event::new(id, "urn:s", "t");
+        e.data = Some(Bytes::from_static(br#"{"a":1}"#));
+        e.extensions.insert("n".into(), ExtensionValue::Integer(3));
+        e.headers.push(("x-a".into(), "b".into()));
+        Record::new(&e, targets.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[tokio::test]
+    async fn append_read_advance_and_reopen() {
+        let dir = tempfile::tempdir().expect("dir");
+        let names = vec!["a".to_owned(), "b".to_owned()];
+        {
+            let spool = Spool::open(dir.path(), limits()).expect("open");
+            let s1 = spool.append(&record("1", &["a", "b"])).await.expect("append");
+            let s2 = spool.append(&record("2", &["b"])).await.expect("append");
+            assert_eq!((s1, s2), (1, 2));
+            let (found, _) = spool.next_for("a", 0).await.expect("next");
+            let (seq, rec) = found.expect("record for a");
+            assert_eq!(seq, 1);
+            assert_eq!(rec.event(), record("1", &["a", "b"]).event());
+            spool.advance("a", 1, &names).await.expect("advance");
+            let (found, scanned) = spool.next_for("a", 1).await.expect("next");
+            assert!(found.is_none());
+            assert_eq!(scanned, 2);
+            assert_eq!(spool.depth().0, 2, "b has not passed anything yet");
+            spool.advance("b", 1, &names).await.expect("advance");
+            assert_eq!(spool.depth().0, 1, "record 1 passed by both");
+            // One more append forces the lazily committed cursors to disk.
+            spool.append(&record("3", &["a"])).await.expect("append");
+        }
+        // Reopen: cursors and remaining records survive; sequence numbers continue.
+        let spool = Spool::open(dir.path(), limits()).expect("reopen");
+        assert_eq!(spool.cursor("a").await.expect("cursor"), 1);
+        assert_eq!(spool.cursor("b").await.expect("cursor"), 1);
+        assert_eq!(spool.depth().0, 2);
+        let (found, _) = spool.next_for("b", 1).await.expect("next");
+        assert_eq!(found.expect("b's record").0, 2);
+        assert_eq!(spool.append(&record("4", &["a"])).await.expect("append"), 4);
+    }
+
+    #[tokio::test]
+    async fn bounds_refuse_appends() {
+        let dir = tempfile::tempdir().expect("dir");
+        let spool = Spool::open(
+            dir.path(),
+            Limits {
+                max_events: 2,
+                max_bytes: 1 << 20,
+            },
+        )
+        .expect("open");
+        spool.append(&record("1", &["a"])).await.expect("1");
+        spool.append(&record("2", &["a"])).await.expect("2");
+        assert!(matches!(
+            spool.append(&record("3", &["a"])).await,
+            Err(SpoolError::Full(_))
+        ));
+        assert!(spool.is_full());
+        let dir = tempfile::tempdir().expect("dir");
+        let spool = Spool::open(
+            dir.path(),
+            Limits {
+                max_events: 100,
+                max_bytes: 10,
+            },
+        )
+        .expect("open");
+        assert!(matches!(
+            spool.append(&record("1", &["a"])).await,
+            Err(SpoolError::Full(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn second_process_cannot_open_the_same_spool() {
+        let dir = tempfile::tempdir().expect("dir");
+        let _first = Spool::open(dir.path(), limits()).expect("open");
+        assert!(matches!(
+            Spool::open(dir.path(), limits()),
+            Err(SpoolError::Io(_))
+        ));
+    }
+}
