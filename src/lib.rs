@@ -9,6 +9,7 @@
 //! responsibility for the event; anything transient is a 503 so the provider retries.
 
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod deliver;
 pub mod ingress;

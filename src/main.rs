@@ -1,4 +1,4 @@
-//! The `hookbridge` command line: `serve` and `check`.
+//! The `hookbridge` command line: `serve`, `check`, `routes`, `send`, `healthcheck`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,12 +30,65 @@ enum Command {
         #[arg(long, short, env = "HOOKBRIDGE_CONFIG")]
         config: PathBuf,
     },
+    /// Show which routes match an event type and which sinks it would reach.
+    Routes {
+        /// Configuration file (TOML).
+        #[arg(long, short, env = "HOOKBRIDGE_CONFIG")]
+        config: PathBuf,
+        /// Event type, e.g. it.fattureincloud.webhooks.entities.clients.create.
+        #[arg(long = "type", short)]
+        ty: String,
+        /// Only this source (default: every source).
+        #[arg(long, short)]
+        source: Option<String>,
+    },
+    /// Send a request that the source's verifier accepts, and print the answer.
+    Send {
+        /// Configuration file (TOML); its secrets sign the request.
+        #[arg(long, short, env = "HOOKBRIDGE_CONFIG")]
+        config: PathBuf,
+        /// Source name.
+        #[arg(long, short)]
+        source: String,
+        /// Event type (a per-kind default when absent).
+        #[arg(long = "type", short)]
+        ty: Option<String>,
+        /// Body from a file, or `-` for stdin (a per-kind default when absent).
+        #[arg(long, short)]
+        data: Option<PathBuf>,
+        /// Target URL (default: http://<server.listen><source path>).
+        #[arg(long, short)]
+        url: Option<String>,
+        /// PEM EC private key for ES256 token sources (Fatture in Cloud with a test key).
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// Fatture in Cloud company id for the subject (default 1).
+        #[arg(long)]
+        company: Option<String>,
+    },
+    /// Exit 0 if the URL answers 2xx within 3 s (container health checks without curl).
+    Healthcheck {
+        /// URL to probe.
+        #[arg(default_value = "http://127.0.0.1:8080/healthz")]
+        url: String,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Serve { config: None }) {
         Command::Check { config } => check(&config),
+        Command::Routes { config, ty, source } => routes(&config, &ty, source.as_deref()),
+        Command::Send { config, source, ty, data, url, key, company } => {
+            match send(&config, &source, ty, data, url, key, company) {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("hookbridge send: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Healthcheck { url } => healthcheck(&url),
         Command::Serve { config } => match serve(config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -61,6 +114,81 @@ fn check(path: &std::path::Path) -> ExitCode {
             eprint!("{errors}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn routes(path: &std::path::Path, ty: &str, source: Option<&str>) -> ExitCode {
+    let config = match config::load(Some(path)) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprint!("{errors}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match hookbridge::cli::routes::explain(&config, ty, source) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("hookbridge routes: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn send(
+    path: &std::path::Path,
+    source: &str,
+    ty: Option<String>,
+    data: Option<PathBuf>,
+    url: Option<String>,
+    key: Option<PathBuf>,
+    company: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    use std::io::Read as _;
+    let config = config::load(Some(path)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let data = match data {
+        Some(p) if p.as_os_str() == "-" => {
+            let mut buf = Vec::new();
+            std::io::stdin().read_to_end(&mut buf).context("reading stdin")?;
+            Some(buf)
+        }
+        Some(p) => Some(std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?),
+        None => None,
+    };
+    let key_pem = key.map(|k| std::fs::read(&k).with_context(|| format!("reading {}", k.display()))).transpose()?;
+    let opts = hookbridge::cli::send::Options { ty, data, url, key_pem, company, now: None };
+    let request = hookbridge::cli::send::build(&config, source, &opts).map_err(|e| anyhow::anyhow!(e))?;
+    let runtime = tokio::runtime::Runtime::new().context("runtime")?;
+    runtime.block_on(async {
+        let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
+        let mut rb = client.post(&request.url).body(request.body.clone());
+        for (k, v) in &request.headers {
+            rb = rb.header(k, v);
+        }
+        let resp = rb.send().await.with_context(|| format!("POST {}", request.url))?;
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        println!("POST {} -> {}", request.url, status.as_u16());
+        println!("{body}");
+        Ok(if status.is_success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    })
+}
+
+fn healthcheck(url: &str) -> ExitCode {
+    let Ok(runtime) = tokio::runtime::Runtime::new() else {
+        return ExitCode::FAILURE;
+    };
+    let ok = runtime.block_on(async {
+        let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(3)).build().ok()?;
+        let resp = client.get(url).send().await.ok()?;
+        Some(resp.status().is_success())
+    });
+    if ok == Some(true) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

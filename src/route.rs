@@ -122,6 +122,16 @@ impl Router {
         Router { rules, unmatched }
     }
 
+    /// The rules, in configuration order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The unmatched policy.
+    pub fn unmatched(&self) -> &Unmatched {
+        &self.unmatched
+    }
+
     /// Whether sink `index` can receive events from any of `sources`.
     pub fn can_reach(&self, sources: &[&str], index: usize) -> bool {
         let by_rule = self

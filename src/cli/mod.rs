@@ -1,0 +1,5 @@
+//! Command-line tools beside `serve`: `routes` (which sinks an event would reach) and `send`
+//! (a request the source's verifier accepts, to test routes without the provider).
+
+pub mod routes;
+pub mod send;

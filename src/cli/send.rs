@@ -1,0 +1,237 @@
+//! `hookbridge send`: builds a request the source's verifier accepts, using the secrets the
+//! configuration names (or, for Fatture in Cloud, a test signing key given on the command line).
+
+use base64::Engine as _;
+use hmac::Mac;
+use hookbridge_sink_core::standard_webhooks;
+
+use crate::config::{Config, SourceConfig, SourceKind};
+use crate::verify::fic::FIC_ISSUER;
+use crate::verify::hmac::{Algorithm, Encoding};
+use crate::verify::VerifierConfig;
+
+/// What to send.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Event type; a per-kind default when absent.
+    pub ty: Option<String>,
+    /// Body; a per-kind default when absent.
+    pub data: Option<Vec<u8>>,
+    /// Target URL; default `http://<listen><path>`.
+    pub url: Option<String>,
+    /// PEM EC private key for sources verified with ES256 (Fatture in Cloud).
+    pub key_pem: Option<Vec<u8>>,
+    /// Company id for Fatture in Cloud (`subject = company:<id>`). Default `1`.
+    pub company: Option<String>,
+    /// Unix time to sign with (tests); default now.
+    pub now: Option<i64>,
+}
+
+/// A built request.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Method (`POST`).
+    pub method: &'static str,
+    /// Target URL.
+    pub url: String,
+    /// Headers.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// A fresh event id.
+fn new_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("hbsend-{nanos:x}-{}", std::process::id())
+}
+
+/// Builds the request for source `name`.
+pub fn build(config: &Config, name: &str, opts: &Options) -> Result<Request, String> {
+    let source = config
+        .sources
+        .iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| format!("no source named {name:?}"))?;
+    let url = opts.url.clone().unwrap_or_else(|| {
+        let mut addr = config.server.listen;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        format!("http://{addr}{}", source.path)
+    });
+    let t = opts.now.unwrap_or_else(now);
+    let id = new_id();
+    let mut headers: Vec<(String, String)> = vec![("content-type".into(), "application/json".into())];
+    let body = match source.kind {
+        SourceKind::CloudEvents | SourceKind::FattureInCloud => {
+            let ty = opts.ty.clone().unwrap_or_else(|| match source.kind {
+                SourceKind::FattureInCloud => "it.fattureincloud.webhooks.entities.clients.create".into(),
+                _ => "com.example.hookbridge.test".into(),
+            });
+            let (ce_source, subject) = if source.kind == SourceKind::FattureInCloud {
+                (FIC_ISSUER.to_owned(), Some(format!("company:{}", opts.company.as_deref().unwrap_or("1"))))
+            } else {
+                ("hookbridge://send".to_owned(), None)
+            };
+            headers.extend([
+                ("ce-specversion".into(), "1.0".into()),
+                ("ce-id".into(), id.clone()),
+                ("ce-source".into(), ce_source),
+                ("ce-type".into(), ty),
+            ]);
+            if let Some(s) = &subject {
+                headers.push(("ce-subject".into(), s.clone()));
+            }
+            let default = if source.kind == SourceKind::FattureInCloud { br#"{"data":{"ids":[1]}}"#.to_vec() } else { b"{}".to_vec() };
+            let body = opts.data.clone().unwrap_or(default);
+            if let VerifierConfig::Fic(v) = &source.verifier {
+                let token = fic_token(opts, &v.public_url, &id, subject.as_deref(), t)?;
+                headers.push(("authorization".into(), format!("Bearer {token}")));
+            }
+            body
+        }
+        SourceKind::GitHub => {
+            let ty = opts.ty.clone().unwrap_or_else(|| "com.github.ping".into());
+            let event = ty.strip_prefix("com.github.").unwrap_or(&ty).to_owned();
+            let (event, action) = match event.split_once('.') {
+                Some((e, a)) => (e.to_owned(), Some(a.to_owned())),
+                None => (event, None),
+            };
+            headers.push(("x-github-event".into(), event));
+            headers.push(("x-github-delivery".into(), id.clone()));
+            opts.data.clone().unwrap_or_else(|| {
+                let mut v = serde_json::json!({ "zen": "Sent by hookbridge send" });
+                if let Some(a) = action {
+                    v["action"] = a.into();
+                }
+                v.to_string().into_bytes()
+            })
+        }
+        SourceKind::Stripe => {
+            let ty = opts.ty.clone().unwrap_or_else(|| "com.stripe.hookbridge.test".into());
+            let stripe_type = ty.strip_prefix("com.stripe.").unwrap_or(&ty).to_owned();
+            opts.data.clone().unwrap_or_else(|| {
+                serde_json::json!({ "id": format!("evt_{id}"), "object": "event", "type": stripe_type, "created": t })
+                    .to_string()
+                    .into_bytes()
+            })
+        }
+        SourceKind::StandardWebhooks => {
+            headers.push(("webhook-id".into(), id.clone()));
+            headers.push(("webhook-timestamp".into(), t.to_string()));
+            let ty = opts.ty.clone().unwrap_or_else(|| "hookbridge.test".into());
+            opts.data
+                .clone()
+                .unwrap_or_else(|| serde_json::json!({ "type": ty, "data": {} }).to_string().into_bytes())
+        }
+        SourceKind::Generic => {
+            let ty = opts.ty.clone().unwrap_or_else(|| "com.example.hookbridge.test".into());
+            opts.data
+                .clone()
+                .unwrap_or_else(|| serde_json::json!({ "id": id, "type": ty }).to_string().into_bytes())
+        }
+    };
+    sign(source, &mut headers, &body, &id, t)?;
+    Ok(Request { method: "POST", url, headers, body })
+}
+
+fn fic_token(opts: &Options, public_url: &str, id: &str, subject: Option<&str>, t: i64) -> Result<String, String> {
+    let pem = opts
+        .key_pem
+        .as_ref()
+        .ok_or("this source verifies ES256 tokens: pass --key with a PEM EC private key whose public key the source trusts (FIC's own private key is FIC's)")?;
+    let key = jsonwebtoken::EncodingKey::from_ec_pem(pem).map_err(|e| format!("--key: {e}"))?;
+    let claims = serde_json::json!({
+        "iss": FIC_ISSUER, "aud": [public_url], "sub": subject, "jti": id, "iat": t, "exp": t + 3 * 3600,
+    });
+    jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256), &claims, &key)
+        .map_err(|e| format!("cannot sign: {e}"))
+}
+
+fn first<'a>(list: &'a [Vec<u8>], what: &str) -> Result<&'a [u8], String> {
+    list.last().map(Vec::as_slice).ok_or_else(|| format!("no {what} configured"))
+}
+
+fn sign(source: &SourceConfig, headers: &mut Vec<(String, String)>, body: &[u8], id: &str, t: i64) -> Result<(), String> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    match &source.verifier {
+        VerifierConfig::None | VerifierConfig::Fic(_) => {}
+        VerifierConfig::Token { tokens, header } => {
+            // The newest token (last listed) is the one a sender would use after a rotation.
+            let token = tokens.last().ok_or("no token configured")?;
+            let text = String::from_utf8_lossy(token.expose()).into_owned();
+            let value = if header == "authorization" { format!("Bearer {text}") } else { text };
+            headers.push((header.clone(), value));
+        }
+        VerifierConfig::Basic { users } => {
+            let (user, pass) = users.last().ok_or("no user configured")?;
+            let mut pair = format!("{user}:").into_bytes();
+            pair.extend_from_slice(pass);
+            headers.push(("authorization".into(), format!("Basic {}", b64.encode(pair))));
+        }
+        VerifierConfig::GitHub { secrets } => {
+            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(first(secrets, "secret")?).map_err(|e| e.to_string())?;
+            mac.update(body);
+            headers.push(("x-hub-signature-256".into(), format!("sha256={}", hex::encode(mac.finalize().into_bytes()))));
+        }
+        VerifierConfig::Stripe { secrets, .. } => {
+            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(first(secrets, "secret")?).map_err(|e| e.to_string())?;
+            mac.update(format!("{t}.").as_bytes());
+            mac.update(body);
+            headers.push(("stripe-signature".into(), format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))));
+        }
+        VerifierConfig::StandardWebhooks { keys, .. } => {
+            headers.push(("webhook-signature".into(), standard_webhooks::sign(first(keys, "secret")?, id, t, body)));
+        }
+        VerifierConfig::Hmac { spec, secrets } => {
+            let secret = first(secrets, "secret")?;
+            let ts = t.to_string();
+            let mut content = Vec::new();
+            let mut rest = spec.signed.as_str();
+            while let Some(i) = rest.find('{') {
+                content.extend_from_slice(&rest.as_bytes()[..i]);
+                let after = &rest[i..];
+                if let Some(tail) = after.strip_prefix("{body}") {
+                    content.extend_from_slice(body);
+                    rest = tail;
+                } else if let Some(tail) = after.strip_prefix("{timestamp}") {
+                    content.extend_from_slice(ts.as_bytes());
+                    rest = tail;
+                } else {
+                    content.push(b'{');
+                    rest = &after[1..];
+                }
+            }
+            content.extend_from_slice(rest.as_bytes());
+            let tag = match spec.algorithm {
+                Algorithm::Sha1 => mac_bytes::<hmac::Hmac<sha1::Sha1>>(secret, &content)?,
+                Algorithm::Sha256 => mac_bytes::<hmac::Hmac<sha2::Sha256>>(secret, &content)?,
+                Algorithm::Sha512 => mac_bytes::<hmac::Hmac<sha2::Sha512>>(secret, &content)?,
+            };
+            let encoded = match spec.encoding {
+                Encoding::Hex => hex::encode(tag),
+                Encoding::Base64 => b64.encode(tag),
+            };
+            headers.push((spec.header.clone(), format!("{}{encoded}", spec.prefix)));
+            if let Some(h) = &spec.timestamp_header {
+                headers.push((h.clone(), ts));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn mac_bytes<M: Mac + hmac::digest::KeyInit>(secret: &[u8], content: &[u8]) -> Result<Vec<u8>, String> {
+    let mut mac = <M as hmac::digest::KeyInit>::new_from_slice(secret).map_err(|e| e.to_string())?;
+    mac.update(content);
+    Ok(mac.finalize().into_bytes().to_vec())
+}
