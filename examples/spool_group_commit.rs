@@ -18,7 +18,14 @@ fn record(i: usize) -> Record {
 
 async fn run(concurrency: usize, events: usize) -> f64 {
     let dir = tempfile::tempdir().expect("tempdir");
-    let spool = Spool::open(dir.path(), Limits { max_events: u64::MAX, max_bytes: u64::MAX }).expect("open");
+    let spool = Spool::open(
+        dir.path(),
+        Limits {
+            max_events: u64::MAX,
+            max_bytes: u64::MAX,
+        },
+    )
+    .expect("open");
     let per_task = events / concurrency;
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -38,7 +45,10 @@ async fn run(concurrency: usize, events: usize) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    let events: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(2_000);
+    let events: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(2_000);
     let one = run(1, events / 4).await;
     let many = run(32, events).await;
     println!("spool appends (fsync per commit): 1 writer {one:.0} events/s; 32 writers {many:.0} events/s; ratio {:.1}x", many / one);

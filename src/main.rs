@@ -79,15 +79,21 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Serve { config: None }) {
         Command::Check { config } => check(&config),
         Command::Routes { config, ty, source } => routes(&config, &ty, source.as_deref()),
-        Command::Send { config, source, ty, data, url, key, company } => {
-            match send(&config, &source, ty, data, url, key, company) {
-                Ok(code) => code,
-                Err(e) => {
-                    eprintln!("hookbridge send: {e:#}");
-                    ExitCode::FAILURE
-                }
+        Command::Send {
+            config,
+            source,
+            ty,
+            data,
+            url,
+            key,
+            company,
+        } => match send(&config, &source, ty, data, url, key, company) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("hookbridge send: {e:#}");
+                ExitCode::FAILURE
             }
-        }
+        },
         Command::Healthcheck { url } => healthcheck(&url),
         Command::Serve { config } => match serve(config) {
             Ok(()) => ExitCode::SUCCESS,
@@ -157,12 +163,23 @@ fn send(
         Some(p) => Some(std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?),
         None => None,
     };
-    let key_pem = key.map(|k| std::fs::read(&k).with_context(|| format!("reading {}", k.display()))).transpose()?;
-    let opts = hookbridge::cli::send::Options { ty, data, url, key_pem, company, now: None };
+    let key_pem = key
+        .map(|k| std::fs::read(&k).with_context(|| format!("reading {}", k.display())))
+        .transpose()?;
+    let opts = hookbridge::cli::send::Options {
+        ty,
+        data,
+        url,
+        key_pem,
+        company,
+        now: None,
+    };
     let request = hookbridge::cli::send::build(&config, source, &opts).map_err(|e| anyhow::anyhow!(e))?;
     let runtime = tokio::runtime::Runtime::new().context("runtime")?;
     runtime.block_on(async {
-        let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()?;
         let mut rb = client.post(&request.url).body(request.body.clone());
         for (k, v) in &request.headers {
             rb = rb.header(k, v);
@@ -172,7 +189,11 @@ fn send(
         let body = resp.text().await.unwrap_or_default();
         println!("POST {} -> {}", request.url, status.as_u16());
         println!("{body}");
-        Ok(if status.is_success() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        Ok(if status.is_success() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
     })
 }
 
@@ -181,7 +202,10 @@ fn healthcheck(url: &str) -> ExitCode {
         return ExitCode::FAILURE;
     };
     let ok = runtime.block_on(async {
-        let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(3)).build().ok()?;
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(3))
+            .build()
+            .ok()?;
         let resp = client.get(url).send().await.ok()?;
         Some(resp.status().is_success())
     });

@@ -111,16 +111,31 @@ fn send_is_accepted_by_every_verifier_kind() {
         let line = lines.next().expect("log line").expect("read");
         let v: Value = serde_json::from_str(&line).unwrap_or_default();
         if v["fields"]["message"] == "hookbridge listening" {
-            break v["fields"]["listen"].as_str().expect("listen").parse().expect("addr");
+            break v["fields"]["listen"]
+                .as_str()
+                .expect("listen")
+                .parse()
+                .expect("addr");
         }
     };
     std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
 
-    let sources = ["plain", "token", "basic", "acme", "github", "stripe", "svix", "fic"];
+    let sources = [
+        "plain", "token", "basic", "acme", "github", "stripe", "svix", "fic",
+    ];
     for source in sources {
-        let path = if source == "plain" { "/plain".to_owned() } else { format!("/{source}") };
+        let path = if source == "plain" {
+            "/plain".to_owned()
+        } else {
+            format!("/{source}")
+        };
         let mut cmd = hookbridge();
-        cmd.args(["send", "--config"]).arg(&cfg).args(["--source", source, "--url", &format!("http://{addr}{path}")]);
+        cmd.args(["send", "--config"]).arg(&cfg).args([
+            "--source",
+            source,
+            "--url",
+            &format!("http://{addr}{path}"),
+        ]);
         if source == "fic" {
             cmd.args(["--key", KEY, "--company", "108061"]);
         }
@@ -133,16 +148,33 @@ fn send_is_accepted_by_every_verifier_kind() {
         );
     }
     // Without the test key, a FIC send explains what it needs.
-    let out = hookbridge().args(["send", "--config"]).arg(&cfg).args(["--source", "fic"]).output().expect("send");
+    let out = hookbridge()
+        .args(["send", "--config"])
+        .arg(&cfg)
+        .args(["--source", "fic"])
+        .output()
+        .expect("send");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--key"));
 
     let written = std::fs::read_to_string(&events).expect("events");
-    let lines: Vec<Value> = written.lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    let lines: Vec<Value> = written
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
     let verifiers: Vec<&str> = lines.iter().filter_map(|l| l["hbverifier"].as_str()).collect();
     assert_eq!(
         verifiers,
-        ["none", "token", "basic", "hmac", "github", "stripe", "standard-webhooks", "fattureincloud"]
+        [
+            "none",
+            "token",
+            "basic",
+            "hmac",
+            "github",
+            "stripe",
+            "standard-webhooks",
+            "fattureincloud"
+        ]
     );
     assert_eq!(lines[7]["subject"], "company:108061");
     let _ = child.kill();
@@ -155,13 +187,35 @@ fn routes_explains_matches_and_the_unmatched_policy() {
     let cfg = dir.path().join("hb.toml");
     std::fs::write(&cfg, config(&dir.path().join("e.jsonl"))).expect("config");
     let run = |args: &[&str]| {
-        let out = hookbridge().args(["routes", "--config"]).arg(&cfg).args(args).output().expect("routes");
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        let out = hookbridge()
+            .args(["routes", "--config"])
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .expect("routes");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
-    let (ok, out, _) = run(&["--type", "it.fattureincloud.webhooks.issued_documents.invoices.create", "--source", "fic"]);
+    let (ok, out, _) = run(&[
+        "--type",
+        "it.fattureincloud.webhooks.issued_documents.invoices.create",
+        "--source",
+        "fic",
+    ]);
     assert!(ok, "{out}");
-    assert!(out.contains("routes[0] matches (source: any, pattern: **) -> file"), "{out}");
-    assert!(out.contains("routes[1] matches (source: fic, pattern: it.fattureincloud.webhooks.*.*.create) -> other"), "{out}");
+    assert!(
+        out.contains("routes[0] matches (source: any, pattern: **) -> file"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "routes[1] matches (source: fic, pattern: it.fattureincloud.webhooks.*.*.create) -> other"
+        ),
+        "{out}"
+    );
     assert!(out.contains("sinks: file (file), other (blackhole)"), "{out}");
     let (ok, out, _) = run(&["--type", "x.y", "--source", "plain"]);
     assert!(ok);

@@ -19,10 +19,10 @@ pub fn explain(config: &Config, ty: &str, source: Option<&str>) -> Result<String
     };
     let sink_name = |i: usize| config.sinks.get(i).map_or("?", |s| s.name.as_str());
     let sink_label = |i: usize| {
-        config
-            .sinks
-            .get(i)
-            .map_or_else(|| "?".to_owned(), |s| format!("{} ({})", s.name, s.spec.type_name()))
+        config.sinks.get(i).map_or_else(
+            || "?".to_owned(),
+            |s| format!("{} ({})", s.name, s.spec.type_name()),
+        )
     };
     let mut out = String::new();
     for src in sources {
@@ -59,6 +59,9 @@ pub fn explain(config: &Config, ty: &str, source: Option<&str>) -> Result<String
             }
         }
     }
-    debug_assert!(matches!(config.router.unmatched(), Unmatched::Drop | Unmatched::Route(_)));
+    debug_assert!(matches!(
+        config.router.unmatched(),
+        Unmatched::Drop | Unmatched::Route(_)
+    ));
     Ok(out)
 }

@@ -78,7 +78,10 @@ pub fn build(config: &Config, name: &str, opts: &Options) -> Result<Request, Str
                 _ => "com.example.hookbridge.test".into(),
             });
             let (ce_source, subject) = if source.kind == SourceKind::FattureInCloud {
-                (FIC_ISSUER.to_owned(), Some(format!("company:{}", opts.company.as_deref().unwrap_or("1"))))
+                (
+                    FIC_ISSUER.to_owned(),
+                    Some(format!("company:{}", opts.company.as_deref().unwrap_or("1"))),
+                )
             } else {
                 ("hookbridge://send".to_owned(), None)
             };
@@ -91,7 +94,11 @@ pub fn build(config: &Config, name: &str, opts: &Options) -> Result<Request, Str
             if let Some(s) = &subject {
                 headers.push(("ce-subject".into(), s.clone()));
             }
-            let default = if source.kind == SourceKind::FattureInCloud { br#"{"data":{"ids":[1]}}"#.to_vec() } else { b"{}".to_vec() };
+            let default = if source.kind == SourceKind::FattureInCloud {
+                br#"{"data":{"ids":[1]}}"#.to_vec()
+            } else {
+                b"{}".to_vec()
+            };
             let body = opts.data.clone().unwrap_or(default);
             if let VerifierConfig::Fic(v) = &source.verifier {
                 let token = fic_token(opts, &v.public_url, &id, subject.as_deref(), t)?;
@@ -117,7 +124,10 @@ pub fn build(config: &Config, name: &str, opts: &Options) -> Result<Request, Str
             })
         }
         SourceKind::Stripe => {
-            let ty = opts.ty.clone().unwrap_or_else(|| "com.stripe.hookbridge.test".into());
+            let ty = opts
+                .ty
+                .clone()
+                .unwrap_or_else(|| "com.stripe.hookbridge.test".into());
             let stripe_type = ty.strip_prefix("com.stripe.").unwrap_or(&ty).to_owned();
             opts.data.clone().unwrap_or_else(|| {
                 serde_json::json!({ "id": format!("evt_{id}"), "object": "event", "type": stripe_type, "created": t })
@@ -129,22 +139,40 @@ pub fn build(config: &Config, name: &str, opts: &Options) -> Result<Request, Str
             headers.push(("webhook-id".into(), id.clone()));
             headers.push(("webhook-timestamp".into(), t.to_string()));
             let ty = opts.ty.clone().unwrap_or_else(|| "hookbridge.test".into());
-            opts.data
-                .clone()
-                .unwrap_or_else(|| serde_json::json!({ "type": ty, "data": {} }).to_string().into_bytes())
+            opts.data.clone().unwrap_or_else(|| {
+                serde_json::json!({ "type": ty, "data": {} })
+                    .to_string()
+                    .into_bytes()
+            })
         }
         SourceKind::Generic => {
-            let ty = opts.ty.clone().unwrap_or_else(|| "com.example.hookbridge.test".into());
-            opts.data
+            let ty = opts
+                .ty
                 .clone()
-                .unwrap_or_else(|| serde_json::json!({ "id": id, "type": ty }).to_string().into_bytes())
+                .unwrap_or_else(|| "com.example.hookbridge.test".into());
+            opts.data.clone().unwrap_or_else(|| {
+                serde_json::json!({ "id": id, "type": ty })
+                    .to_string()
+                    .into_bytes()
+            })
         }
     };
     sign(source, &mut headers, &body, &id, t)?;
-    Ok(Request { method: "POST", url, headers, body })
+    Ok(Request {
+        method: "POST",
+        url,
+        headers,
+        body,
+    })
 }
 
-fn fic_token(opts: &Options, public_url: &str, id: &str, subject: Option<&str>, t: i64) -> Result<String, String> {
+fn fic_token(
+    opts: &Options,
+    public_url: &str,
+    id: &str,
+    subject: Option<&str>,
+    t: i64,
+) -> Result<String, String> {
     let pem = opts
         .key_pem
         .as_ref()
@@ -153,15 +181,27 @@ fn fic_token(opts: &Options, public_url: &str, id: &str, subject: Option<&str>, 
     let claims = serde_json::json!({
         "iss": FIC_ISSUER, "aud": [public_url], "sub": subject, "jti": id, "iat": t, "exp": t + 3 * 3600,
     });
-    jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256), &claims, &key)
-        .map_err(|e| format!("cannot sign: {e}"))
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
+        &claims,
+        &key,
+    )
+    .map_err(|e| format!("cannot sign: {e}"))
 }
 
 fn first<'a>(list: &'a [Vec<u8>], what: &str) -> Result<&'a [u8], String> {
-    list.last().map(Vec::as_slice).ok_or_else(|| format!("no {what} configured"))
+    list.last()
+        .map(Vec::as_slice)
+        .ok_or_else(|| format!("no {what} configured"))
 }
 
-fn sign(source: &SourceConfig, headers: &mut Vec<(String, String)>, body: &[u8], id: &str, t: i64) -> Result<(), String> {
+fn sign(
+    source: &SourceConfig,
+    headers: &mut Vec<(String, String)>,
+    body: &[u8],
+    id: &str,
+    t: i64,
+) -> Result<(), String> {
     let b64 = base64::engine::general_purpose::STANDARD;
     match &source.verifier {
         VerifierConfig::None | VerifierConfig::Fic(_) => {}
@@ -169,7 +209,11 @@ fn sign(source: &SourceConfig, headers: &mut Vec<(String, String)>, body: &[u8],
             // The newest token (last listed) is the one a sender would use after a rotation.
             let token = tokens.last().ok_or("no token configured")?;
             let text = String::from_utf8_lossy(token.expose()).into_owned();
-            let value = if header == "authorization" { format!("Bearer {text}") } else { text };
+            let value = if header == "authorization" {
+                format!("Bearer {text}")
+            } else {
+                text
+            };
             headers.push((header.clone(), value));
         }
         VerifierConfig::Basic { users } => {
@@ -179,18 +223,29 @@ fn sign(source: &SourceConfig, headers: &mut Vec<(String, String)>, body: &[u8],
             headers.push(("authorization".into(), format!("Basic {}", b64.encode(pair))));
         }
         VerifierConfig::GitHub { secrets } => {
-            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(first(secrets, "secret")?).map_err(|e| e.to_string())?;
+            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(first(secrets, "secret")?)
+                .map_err(|e| e.to_string())?;
             mac.update(body);
-            headers.push(("x-hub-signature-256".into(), format!("sha256={}", hex::encode(mac.finalize().into_bytes()))));
+            headers.push((
+                "x-hub-signature-256".into(),
+                format!("sha256={}", hex::encode(mac.finalize().into_bytes())),
+            ));
         }
         VerifierConfig::Stripe { secrets, .. } => {
-            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(first(secrets, "secret")?).map_err(|e| e.to_string())?;
+            let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(first(secrets, "secret")?)
+                .map_err(|e| e.to_string())?;
             mac.update(format!("{t}.").as_bytes());
             mac.update(body);
-            headers.push(("stripe-signature".into(), format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))));
+            headers.push((
+                "stripe-signature".into(),
+                format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes())),
+            ));
         }
         VerifierConfig::StandardWebhooks { keys, .. } => {
-            headers.push(("webhook-signature".into(), standard_webhooks::sign(first(keys, "secret")?, id, t, body)));
+            headers.push((
+                "webhook-signature".into(),
+                standard_webhooks::sign(first(keys, "secret")?, id, t, body),
+            ));
         }
         VerifierConfig::Hmac { spec, secrets } => {
             let secret = first(secrets, "secret")?;
