@@ -55,6 +55,7 @@ impl App {
     /// Like [`App::build`], but sinks named in `overrides` are replaced by the given instances
     /// (tests inject failing or slow sinks this way).
     pub fn build_with(config: Config, overrides: Vec<(String, SinkHandle)>) -> Result<Arc<App>, BuildError> {
+        crate::metrics::install();
         let mut overrides: HashMap<String, SinkHandle> = overrides.into_iter().collect();
         let sinks: Vec<SinkHandle> = config
             .sinks
@@ -116,6 +117,14 @@ impl App {
     /// Starts refusing new events.
     pub fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    /// Webhook requests being processed now.
+    pub fn in_flight(&self) -> usize {
+        self.config
+            .server
+            .max_in_flight
+            .saturating_sub(self.in_flight.available_permits())
     }
 
     /// A slot for one webhook request, or `None` when `max_in_flight` are already running.

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod deliver;
 pub mod ingress;
+pub mod metrics;
 pub mod normalize;
 pub mod registry;
 pub mod route;

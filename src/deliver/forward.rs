@@ -107,6 +107,7 @@ pub async fn run(
             }
             Err(e) => {
                 attempt = attempt.saturating_add(1);
+                metrics::counter!("hookbridge_retries_total", "sink" => name.clone()).increment(1);
                 let delay = if e.is_retryable() {
                     tracing::warn!(sink = %name, event_id = %event.id, seq, attempt, error = %e, "spooled publish failed; retrying");
                     backoff.delay(attempt, e.retry_after())

@@ -15,6 +15,32 @@ use crate::route::{Decision, Router};
 use dedup::{Claim, Dedup};
 use spool::{Record, Spool, SpoolError};
 
+/// One publish with the deadline, recorded in `hookbridge_publish_total` and
+/// `hookbridge_publish_duration_seconds`.
+pub async fn publish_timed(
+    sink: &SinkHandle,
+    event: &Event,
+    deadline: std::time::Duration,
+) -> Result<Receipt, SinkError> {
+    let started = std::time::Instant::now();
+    let result = match tokio::time::timeout(deadline, sink.publish(event)).await {
+        Ok(r) => r,
+        Err(_) => Err(SinkError::timeout(format!(
+            "no acknowledgement within {}",
+            humantime::format_duration(deadline)
+        ))),
+    };
+    let name = sink.name().to_owned();
+    metrics::histogram!("hookbridge_publish_duration_seconds", "sink" => name.clone())
+        .record(started.elapsed().as_secs_f64());
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.kind().as_str(),
+    };
+    metrics::counter!("hookbridge_publish_total", "sink" => name, "result" => outcome).increment(1);
+    result
+}
+
 /// What happened to one event.
 #[derive(Debug)]
 pub enum EventOutcome {
@@ -96,7 +122,11 @@ impl Deliverer {
             Some(d) => {
                 let key = (source_name.to_owned(), event.source.clone(), event.id.clone());
                 match d.claim(key).await {
-                    Claim::Duplicate => return EventOutcome::Duplicate,
+                    Claim::Duplicate => {
+                        metrics::counter!("hookbridge_dedup_hits_total", "source" => source_name.to_owned())
+                            .increment(1);
+                        return EventOutcome::Duplicate;
+                    }
                     Claim::Owner(g) => Some(g),
                 }
             }
@@ -185,13 +215,7 @@ impl Deliverer {
     }
 
     async fn publish_one(&self, sink: &SinkHandle, event: &Event) -> Result<Receipt, SinkError> {
-        let result = match tokio::time::timeout(self.publish_timeout, sink.publish(event)).await {
-            Ok(r) => r,
-            Err(_) => Err(SinkError::timeout(format!(
-                "no acknowledgement within {}",
-                humantime::format_duration(self.publish_timeout)
-            ))),
-        };
+        let result = publish_timed(sink, event, self.publish_timeout).await;
         if let Err(e) = &result {
             tracing::warn!(sink = %sink.name(), event_id = %event.id, error = %e, "publish failed");
         }

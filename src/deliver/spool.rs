@@ -216,6 +216,19 @@ impl Spool {
         (u.events, u.bytes)
     }
 
+    /// How long the oldest held record has waited (from its `hbreceived`), if any.
+    pub fn oldest_age(&self) -> Option<std::time::Duration> {
+        let txn = self.db.begin_read().ok()?;
+        let table = txn.open_table(EVENTS).ok()?;
+        let (_, v) = table.first().ok()??;
+        let record: Record = serde_json::from_slice(v.value()).ok()?;
+        let received = record.extensions.get("hbreceived")?.as_str()?.to_owned();
+        let at =
+            time::OffsetDateTime::parse(&received, &time::format_description::well_known::Rfc3339).ok()?;
+        let age = time::OffsetDateTime::now_utc() - at;
+        std::time::Duration::try_from(age).ok()
+    }
+
     /// Whether an append would be refused now.
     pub fn is_full(&self) -> bool {
         let u = *self.usage.lock().unwrap_or_else(PoisonError::into_inner);

@@ -49,16 +49,25 @@ where
 {
     let serves_health = role == Role::Admin || app.config.server.admin_listen.is_none();
     let mut resp = match path.as_str() {
-        "/healthz" | "/readyz" if !serves_health => not_found(),
-        "/healthz" | "/readyz" if method != Method::GET && method != Method::HEAD => reply::error(
-            &ErrorReply::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
-        ),
+        "/healthz" | "/readyz" | "/metrics" if !serves_health => not_found(),
+        "/healthz" | "/readyz" | "/metrics" if method != Method::GET && method != Method::HEAD => {
+            reply::error(&ErrorReply::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+            ))
+        }
         "/healthz" => reply::json_response(StatusCode::OK, &json!({ "status": "ok" })),
         "/readyz" => super::health::readyz(&app).await,
+        "/metrics" => super::health::metrics(&app),
         _ if role == Role::Admin => not_found(),
         _ => match app.source_at(&path) {
             None => not_found(),
-            Some(source) => webhook(&app, &source, method, query, headers, body).await,
+            Some(source) => {
+                let resp = webhook(&app, &source, method, query, headers, body).await;
+                metrics::counter!("hookbridge_requests_total", "source" => source.name.clone(), "status" => resp.status().as_u16().to_string())
+                    .increment(1);
+                resp
+            }
         },
     };
     if app.is_shutting_down() {
@@ -131,10 +140,11 @@ async fn process(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response, ErrorReply> {
-    let verified = source
-        .verifier
-        .verify(headers, &body, unix_now())
-        .map_err(|e| ErrorReply::unauthorized(e.code()))?;
+    let verified = source.verifier.verify(headers, &body, unix_now()).map_err(|e| {
+        metrics::counter!("hookbridge_verification_failures_total", "source" => source.name.clone(), "reason" => e.code())
+            .increment(1);
+        ErrorReply::unauthorized(e.code())
+    })?;
     let received = normalize::now_rfc3339();
     let ctx = Context {
         source_name: &source.name,
@@ -171,6 +181,7 @@ async fn process(
     for e in &mut events {
         normalize::stamp(e, &ctx);
         normalize::keep_headers(e, headers, &source.keep_headers);
+        normalize::trace(e, headers);
     }
     let outcomes = match (&source.delivery, &app.spool) {
         (crate::config::Delivery::Spool, Some(spool)) => {
@@ -180,6 +191,7 @@ async fn process(
     };
     for (e, o) in events.iter().zip(&outcomes) {
         tracing::info!(source = %source.name, event_id = %e.id, event_type = %e.ty, outcome = o.status(), "event");
+        metrics::counter!("hookbridge_events_total", "source" => source.name.clone(), "outcome" => o.status()).increment(1);
     }
     let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
     Ok(reply::outcomes(&ids, &outcomes, app.config.server.retry_after))

@@ -62,3 +62,21 @@ pub async fn readyz(app: &App) -> Response {
     };
     json_response(code, &body)
 }
+
+/// Renders `/metrics` (Prometheus text), refreshing the gauges read at scrape time.
+pub fn metrics(app: &App) -> Response {
+    metrics::gauge!("hookbridge_in_flight_requests").set(app.in_flight() as f64);
+    if let Some(spool) = &app.spool {
+        let (events, bytes) = spool.depth();
+        metrics::gauge!("hookbridge_spool_events").set(events as f64);
+        metrics::gauge!("hookbridge_spool_bytes").set(bytes as f64);
+        metrics::gauge!("hookbridge_spool_oldest_age_seconds")
+            .set(spool.oldest_age().map_or(0.0, |d| d.as_secs_f64()));
+    }
+    let mut resp = Response::new(crate::metrics::render().into());
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    resp
+}

@@ -80,3 +80,87 @@ pub fn keep_headers(event: &mut Event, headers: &http::HeaderMap, names: &[Strin
         }
     }
 }
+
+/// W3C trace context for an event: the event's own `traceparent` extension (CloudEvents
+/// distributed tracing) if it has one, else the request's `traceparent` header continued with a
+/// new span id for hookbridge's hop, else a new trace. Stored as the `traceparent` extension, so
+/// every sink carries it (and sends it as a `traceparent` header too).
+pub fn trace(event: &mut Event, headers: &http::HeaderMap) {
+    if event.extensions.contains_key("traceparent") {
+        return;
+    }
+    use rand::Rng;
+    let mut rng = rand::rng();
+    let span: u64 = rng.random::<u64>().max(1);
+    let incoming = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_traceparent);
+    let value = match incoming {
+        Some((trace_id, flags)) => format!("00-{trace_id}-{span:016x}-{flags}"),
+        None => format!("00-{:032x}-{span:016x}-01", rng.random::<u128>().max(1)),
+    };
+    event
+        .extensions
+        .insert("traceparent".into(), ExtensionValue::String(value));
+}
+
+/// `(trace id, flags)` of a valid version-00 `traceparent`.
+fn parse_traceparent(v: &str) -> Option<(String, String)> {
+    let parts: Vec<&str> = v.trim().split('-').collect();
+    let [version, trace, parent, flags] = parts.as_slice() else {
+        return None;
+    };
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let valid = *version == "00"
+        && hex(trace, 32)
+        && hex(parent, 16)
+        && hex(flags, 2)
+        && trace.bytes().any(|b| b != b'0')
+        && parent.bytes().any(|b| b != b'0');
+    valid.then(|| (trace.to_string(), flags.to_string()))
+}
+
+#[cfg(test)]
+mod trace_tests {
+    use super::*;
+
+    #[test]
+    fn continues_or_starts_a_trace() {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            "traceparent",
+            http::HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        );
+        let mut e = Event::new("1", "s", "t");
+        trace(&mut e, &h);
+        let tp = e.attribute("traceparent").expect("traceparent");
+        assert!(tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "{tp}");
+        assert!(tp.ends_with("-01"));
+        assert!(
+            !tp.contains("00f067aa0ba902b7"),
+            "a new span id for hookbridge's hop"
+        );
+
+        let mut e = Event::new("1", "s", "t");
+        h.insert("traceparent", http::HeaderValue::from_static("garbage"));
+        trace(&mut e, &h);
+        let tp = e.attribute("traceparent").expect("new trace");
+        assert!(parse_traceparent(&tp).is_some(), "{tp}");
+
+        let mut e = Event::new("1", "s", "t");
+        e.extensions.insert(
+            "traceparent".into(),
+            "00-11111111111111111111111111111111-2222222222222222-00".into(),
+        );
+        trace(&mut e, &h);
+        assert_eq!(
+            e.attribute("traceparent").as_deref(),
+            Some("00-11111111111111111111111111111111-2222222222222222-00")
+        );
+    }
+}

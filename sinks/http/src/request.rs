@@ -56,6 +56,9 @@ impl Layout {
         for (name, value) in &event.headers {
             headers.push((name.clone(), encode_header_value(value)));
         }
+        if let Some(tp) = event.attribute("traceparent") {
+            headers.push(("traceparent".to_owned(), encode_header_value(&tp)));
+        }
         for (name, template) in &self.headers {
             headers.push((name.clone(), encode_header_value(&render("header", template)?)));
         }

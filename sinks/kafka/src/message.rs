@@ -60,6 +60,9 @@ impl Layout {
         for (name, value) in &event.headers {
             headers.push((name.clone(), value.clone().into_bytes()));
         }
+        if let Some(tp) = event.attribute("traceparent") {
+            headers.push(("traceparent".to_owned(), tp.into_bytes()));
+        }
         for (name, t) in &self.headers {
             headers.push((name.clone(), render("header", t)?.into_bytes()));
         }

@@ -76,6 +76,9 @@ impl Layout {
         for (name, value) in &event.headers {
             headers.append(name.as_str(), encode_header_value(value).as_str());
         }
+        if let Some(tp) = event.attribute("traceparent") {
+            headers.insert("traceparent", tp.as_str());
+        }
         for (name, template) in &self.headers {
             let value = template
                 .render(event)
