@@ -55,6 +55,25 @@ impl App {
     /// Like [`App::build`], but sinks named in `overrides` are replaced by the given instances
     /// (tests inject failing or slow sinks this way).
     pub fn build_with(config: Config, overrides: Vec<(String, SinkHandle)>) -> Result<Arc<App>, BuildError> {
+        Self::build_from(config, overrides, None)
+    }
+
+    /// Builds a successor of `previous` for a reload: the spool and the dedup memory carry over
+    /// (the spool directory cannot change while running).
+    pub fn build_reload(config: Config, previous: &App) -> Result<Arc<App>, BuildError> {
+        if config.spool.dir != previous.config.spool.dir && previous.spool.is_some() {
+            return Err(BuildError::Spool(SpoolError::Io(
+                "spool.dir cannot change on reload; restart hookbridge to move the spool".into(),
+            )));
+        }
+        Self::build_from(config, Vec::new(), Some(previous))
+    }
+
+    fn build_from(
+        config: Config,
+        overrides: Vec<(String, SinkHandle)>,
+        previous: Option<&App>,
+    ) -> Result<Arc<App>, BuildError> {
         crate::metrics::install();
         let mut overrides: HashMap<String, SinkHandle> = overrides.into_iter().collect();
         let sinks: Vec<SinkHandle> = config
@@ -65,10 +84,11 @@ impl App {
                 None => s.spec.build(&s.name),
             })
             .collect::<Result<_, _>>()?;
+        let carried = previous.and_then(|p| p.deliverer.dedup().cloned());
         let dedup = config
             .dedup
             .enabled
-            .then(|| Dedup::new(config.dedup.window, config.dedup.max_entries));
+            .then(|| carried.unwrap_or_else(|| Dedup::new(config.dedup.window, config.dedup.max_entries)));
         let deliverer = Arc::new(Deliverer::new(
             sinks,
             config.router.clone(),
@@ -81,7 +101,9 @@ impl App {
             .map(|s| (s.path.clone(), Arc::new(s.clone())))
             .collect();
         let uses_spool = config.sources.iter().any(|s| s.delivery == Delivery::Spool);
-        let spool = if uses_spool {
+        let spool = if let Some(existing) = previous.and_then(|p| p.spool.clone()) {
+            Some(existing)
+        } else if uses_spool {
             let limits = Limits {
                 max_events: config.spool.max_events,
                 max_bytes: config.spool.max_bytes,
@@ -225,4 +247,51 @@ fn reachable_sinks(router: &Router, sink_count: usize, sources: &[SourceConfig])
         return Vec::new();
     }
     (0..sink_count).filter(|i| router.can_reach(&sync, *i)).collect()
+}
+
+/// The configuration being served, swappable at run time (SIGHUP reload).
+pub struct Live {
+    current: std::sync::RwLock<Arc<App>>,
+}
+
+impl Live {
+    /// Serves `app`.
+    pub fn new(app: Arc<App>) -> Arc<Live> {
+        Arc::new(Live {
+            current: std::sync::RwLock::new(app),
+        })
+    }
+
+    /// The current configuration.
+    pub fn get(&self) -> Arc<App> {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the running configuration with `config`. A configuration that cannot be built
+    /// is rejected and the old one keeps serving. In-flight requests finish on the old one,
+    /// whose sinks are closed once they are done.
+    pub async fn reload(&self, config: Config) -> Result<(), BuildError> {
+        let old = self.get();
+        if config.server.listen != old.config.server.listen
+            || config.server.admin_listen != old.config.server.admin_listen
+        {
+            tracing::warn!("listener addresses changed: they take effect at the next restart");
+        }
+        let new = App::build_reload(config, &old)?;
+        // One forwarder per sink at a time: stop the old ones before the new ones start.
+        old.stop_forwarders().await;
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = new.clone();
+        new.start_forwarders();
+        tokio::spawn(async move {
+            old.drain(old.config.server.shutdown_timeout).await;
+            old.shutdown_sinks().await;
+        });
+        Ok(())
+    }
 }

@@ -21,8 +21,12 @@ enum Command {
     /// on 127.0.0.1:8080/events and appends them to ./hookbridge-events.jsonl.
     Serve {
         /// Configuration file (TOML). Environment overrides: HOOKBRIDGE_<KEY>__<KEY>.
+        /// SIGHUP reloads it; a broken new configuration is rejected and the old one kept.
         #[arg(long, short, env = "HOOKBRIDGE_CONFIG")]
         config: Option<PathBuf>,
+        /// Also reload when the configuration file changes.
+        #[arg(long)]
+        watch: bool,
     },
     /// Parse and validate a configuration; print every error and exit non-zero if any.
     Check {
@@ -76,7 +80,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Serve { config: None }) {
+    match cli.command.unwrap_or(Command::Serve {
+        config: None,
+        watch: false,
+    }) {
         Command::Check { config } => check(&config),
         Command::Routes { config, ty, source } => routes(&config, &ty, source.as_deref()),
         Command::Send {
@@ -95,7 +102,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Healthcheck { url } => healthcheck(&url),
-        Command::Serve { config } => match serve(config) {
+        Command::Serve { config, watch } => match serve(config, watch) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("hookbridge: {e:#}");
@@ -231,17 +238,17 @@ fn init_logging() {
     }
 }
 
-fn serve(path: Option<PathBuf>) -> anyhow::Result<()> {
+fn serve(path: Option<PathBuf>, watch: bool) -> anyhow::Result<()> {
     init_logging();
     let config = match config::load(path.as_deref()) {
         Ok(c) => c,
         Err(errors) => anyhow::bail!("{errors}"),
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(run(config))
+    runtime.block_on(run(config, path, watch))
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
+async fn run(config: Config, path: Option<PathBuf>, watch: bool) -> anyhow::Result<()> {
     let listen = config.server.listen;
     let builtin = config.origin == "built-in default";
     let listener = tokio::net::TcpListener::bind(listen)
@@ -273,8 +280,56 @@ async fn run(config: Config) -> anyhow::Result<()> {
         let app = app.clone();
         tokio::spawn(async move { app.log_sink_health().await });
     }
-    hookbridge::ingress::serve_with_admin(app, listener, admin, shutdown_signal()).await;
+    let live = hookbridge::ingress::Live::new(app);
+    if let Some(path) = path {
+        tokio::spawn(reload_loop(live.clone(), path, watch));
+    }
+    hookbridge::ingress::serve_live(live, listener, admin, shutdown_signal()).await;
     Ok(())
+}
+
+/// Reloads on SIGHUP (and on file changes with `--watch`).
+async fn reload_loop(live: std::sync::Arc<hookbridge::ingress::Live>, path: PathBuf, watch: bool) {
+    #[cfg(unix)]
+    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP");
+            None
+        }
+    };
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut last = modified(&path);
+    loop {
+        let hup_fired = async {
+            #[cfg(unix)]
+            if let Some(h) = hup.as_mut() {
+                h.recv().await;
+                return;
+            }
+            std::future::pending::<()>().await;
+        };
+        tokio::select! {
+            () = hup_fired => tracing::info!("SIGHUP: reloading the configuration"),
+            () = tokio::time::sleep(std::time::Duration::from_secs(2)), if watch => {
+                let now = modified(&path);
+                if now == last {
+                    continue;
+                }
+                last = now;
+                tracing::info!("configuration file changed: reloading");
+            }
+        }
+        match config::load(Some(&path)) {
+            Err(errors) => {
+                tracing::error!(errors = %errors, "reload rejected: the running configuration stays");
+            }
+            Ok(config) => match live.reload(config).await {
+                Ok(()) => tracing::info!("configuration reloaded"),
+                Err(e) => tracing::error!(error = %e, "reload rejected: the running configuration stays"),
+            },
+        }
+    }
 }
 
 fn print_quickstart(addr: std::net::SocketAddr) {

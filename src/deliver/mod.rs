@@ -102,6 +102,11 @@ impl Deliverer {
         }
     }
 
+    /// The dedup table, if enabled.
+    pub fn dedup(&self) -> Option<&Dedup> {
+        self.dedup.as_ref()
+    }
+
     /// The sinks, by index.
     pub fn sinks(&self) -> &[SinkHandle] {
         &self.sinks

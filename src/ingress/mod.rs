@@ -23,16 +23,19 @@ use tokio::net::TcpListener;
 use warp::Filter;
 
 use crate::app::App;
+pub use crate::app::Live;
 
 pub use handler::Role;
 
 /// The warp filter for a listener.
 pub fn routes(
-    app: Arc<App>,
+    live: Arc<Live>,
     role: Role,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
     warp::any()
-        .map(move || app.clone())
+        // Each request takes the configuration current when it arrives and keeps it to the end,
+        // so a reload never changes a request half-way.
+        .map(move || live.get())
         .and(warp::method())
         .and(warp::path::full())
         // The raw query string (the FIC challenge may arrive there); absent → empty.
@@ -72,17 +75,29 @@ pub async fn serve_with_admin(
     admin: Option<TcpListener>,
     shutdown: impl Future<Output = ()>,
 ) {
-    app.start_forwarders();
-    let main_service = warp::service(routes(app.clone(), Role::Main));
-    let admin_service = warp::service(routes(app.clone(), Role::Admin));
+    serve_live(Live::new(app), listener, admin, shutdown).await;
+}
+
+/// Serves whatever configuration `live` holds (see [`Live::reload`]) until `shutdown` resolves.
+pub async fn serve_live(
+    live: Arc<Live>,
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+    shutdown: impl Future<Output = ()>,
+) {
+    live.get().start_forwarders();
+    let main_service = warp::service(routes(live.clone(), Role::Main));
+    let admin_service = warp::service(routes(live.clone(), Role::Admin));
     let graceful = GracefulShutdown::new();
-    let server = &app.config.server;
+    let header_read_timeout = live.get().config.server.header_read_timeout;
     let drain = async {
         shutdown.await;
         tracing::info!("shutdown requested: refusing new events, draining in-flight requests");
+        let app = live.get();
         app.begin_shutdown();
-        if !app.drain(server.shutdown_timeout).await {
-            tracing::warn!(timeout = ?server.shutdown_timeout, "in-flight requests did not finish in time");
+        let timeout = app.config.server.shutdown_timeout;
+        if !app.drain(timeout).await {
+            tracing::warn!(?timeout, "in-flight requests did not finish in time");
         }
     };
     let mut drain = std::pin::pin!(drain);
@@ -113,7 +128,7 @@ pub async fn serve_with_admin(
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .timer(TokioTimer::new())
-            .header_read_timeout(server.header_read_timeout);
+            .header_read_timeout(header_read_timeout);
         let io = TokioIo::new(stream);
         let conn = if is_admin {
             tokio::spawn(watch(
@@ -139,6 +154,7 @@ pub async fn serve_with_admin(
     {
         tracing::debug!("some connections were still open at exit");
     }
+    let app = live.get();
     app.stop_forwarders().await;
     app.shutdown_sinks().await;
     tracing::info!("stopped");
