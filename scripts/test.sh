@@ -29,6 +29,12 @@ apt_install() {
 
 ensure_tools() {
   command -v curl >/dev/null || apt_install curl
+  command -v openssl >/dev/null || apt_install openssl
+  # The jwt tests sign tokens with an independent implementation (PyJWT).
+  if ! python3 -c "import jwt, cryptography" 2>/dev/null; then
+    log "installing PyJWT and cryptography for the jwt tests"
+    python3 -m pip install --quiet --disable-pip-version-check pyjwt cryptography
+  fi
 }
 
 ensure_rabbitmq() {

@@ -42,6 +42,8 @@ pub struct App {
     /// Sink indices a sync-mode source can reach: only their health decides readiness.
     sync_sinks: Vec<usize>,
     forwarders: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// Where rejected requests go, if configured.
+    pub quarantine: Option<Arc<crate::quarantine::Quarantine>>,
     stop_forwarders: tokio::sync::watch::Sender<bool>,
 }
 
@@ -113,6 +115,14 @@ impl App {
             None
         };
         let sync_sinks = reachable_sinks(&config.router, config.sinks.len(), &config.sources);
+        let quarantine = config.quarantine.as_ref().and_then(|q| {
+            let sink = deliverer.sinks().get(q.sink)?.clone();
+            Some(crate::quarantine::Quarantine::new(
+                q,
+                sink,
+                config.server.publish_timeout,
+            ))
+        });
         Ok(Arc::new(App {
             sources,
             deliverer,
@@ -121,6 +131,7 @@ impl App {
             spool,
             sync_sinks,
             forwarders: std::sync::Mutex::new(Vec::new()),
+            quarantine,
             stop_forwarders: tokio::sync::watch::Sender::new(false),
             config,
         }))

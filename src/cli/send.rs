@@ -205,6 +205,10 @@ fn sign(
     let b64 = base64::engine::general_purpose::STANDARD;
     match &source.verifier {
         VerifierConfig::None | VerifierConfig::Fic(_) => {}
+        VerifierConfig::Jwt { .. } => return Err(
+            "jwt sources: send signs tokens only for Fatture in Cloud (pass the token yourself with curl)"
+                .into(),
+        ),
         VerifierConfig::Token { tokens, header } => {
             // The newest token (last listed) is the one a sender would use after a rotation.
             let token = tokens.last().ok_or("no token configured")?;

@@ -7,6 +7,7 @@
 //! check` can print them all at once.
 
 mod error;
+mod jwt;
 mod provider;
 pub mod raw;
 pub mod secret;
@@ -61,6 +62,7 @@ const TOP_LEVEL: &[&str] = &[
     "unmatched",
     "dedup",
     "spool",
+    "quarantine",
 ];
 /// Paths served by hookbridge itself.
 const RESERVED_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
@@ -82,6 +84,19 @@ pub struct Config {
     pub dedup: DedupConfig,
     /// `[spool]`, with defaults applied (opened only when a source uses it).
     pub spool: SpoolConfig,
+    /// `[quarantine]`, if configured.
+    pub quarantine: Option<QuarantineConfig>,
+}
+
+/// `[quarantine]`, checked.
+#[derive(Debug, Clone)]
+pub struct QuarantineConfig {
+    /// Sink index.
+    pub sink: usize,
+    /// Body bytes kept.
+    pub max_body: usize,
+    /// Rate limit per second.
+    pub per_second: u32,
 }
 
 /// `[spool]`, with defaults applied.
@@ -350,16 +365,20 @@ pub fn validate(figment: Figment, origin: &str) -> Result<Config, ConfigErrors> 
     let router = check_routes(&mut c, &top, &sinks, &sources);
     let dedup = check_dedup(&mut c, top.contains_key("dedup"));
     let spool = check_spool(&mut c, top.contains_key("spool"));
-    match (server, router, dedup, spool) {
-        (Some(server), Some(router), Some(dedup), Some(spool)) if c.errors.is_empty() => Ok(Config {
-            origin: origin.to_owned(),
-            server,
-            sources,
-            sinks,
-            router,
-            dedup,
-            spool,
-        }),
+    let quarantine = check_quarantine(&mut c, top.contains_key("quarantine"), &sinks);
+    match (server, router, dedup, spool, quarantine) {
+        (Some(server), Some(router), Some(dedup), Some(spool), Some(quarantine)) if c.errors.is_empty() => {
+            Ok(Config {
+                quarantine,
+                origin: origin.to_owned(),
+                server,
+                sources,
+                sinks,
+                router,
+                dedup,
+                spool,
+            })
+        }
         _ => Err(ConfigErrors(c.errors)),
     }
 }
@@ -700,8 +719,13 @@ fn check_cloudevents_verify(
     ) {
         return provider::check_generic_verify(c, key, raw);
     }
+    if matches!(raw, CloudEventsVerifyRaw::Jwt { .. }) {
+        return jwt::check_jwt_verify(c, key, raw);
+    }
     match raw {
-        CloudEventsVerifyRaw::Basic { .. } | CloudEventsVerifyRaw::Hmac { .. } => None,
+        CloudEventsVerifyRaw::Basic { .. }
+        | CloudEventsVerifyRaw::Hmac { .. }
+        | CloudEventsVerifyRaw::Jwt { .. } => None,
         CloudEventsVerifyRaw::None { allow_public } => {
             let loopback = server.is_none_or(|s| s.listen.ip().is_loopback());
             if !loopback && !allow_public {
@@ -889,6 +913,31 @@ fn check_dedup(c: &mut Checker<'_>, present: bool) -> Option<DedupConfig> {
         window: raw.window.map_or(Duration::from_secs(3600), |w| w.0),
         max_entries,
     })
+}
+
+fn check_quarantine(
+    c: &mut Checker<'_>,
+    present: bool,
+    sinks: &[SinkConfig],
+) -> Option<Option<QuarantineConfig>> {
+    if !present {
+        return Some(None);
+    }
+    let raw: raw::QuarantineRaw = c.extract("quarantine")?;
+    let Some(sink) = sinks.iter().position(|s| s.name == raw.sink) else {
+        let defined: Vec<&str> = sinks.iter().map(|s| s.name.as_str()).collect();
+        c.error(
+            "quarantine.sink",
+            format!("no sink named {:?}", raw.sink),
+            Some(format!("defined: {}", defined.join(", "))),
+        );
+        return None;
+    };
+    Some(Some(QuarantineConfig {
+        sink,
+        max_body: raw.max_body.map_or(16 << 10, |b| b.0 as usize),
+        per_second: raw.per_second.unwrap_or(10).max(1),
+    }))
 }
 
 fn check_spool(c: &mut Checker<'_>, present: bool) -> Option<SpoolConfig> {

@@ -13,18 +13,7 @@ use crate::normalize::mapping::{parse_template, Field, Mapping};
 use crate::verify::hmac::{Algorithm, Encoding, GenericHmac};
 use crate::verify::VerifierConfig;
 
-/// Headers never copied into events: credentials and signatures.
-const SECRET_HEADERS: &[&str] = &[
-    "authorization",
-    "proxy-authorization",
-    "cookie",
-    "set-cookie",
-    "x-hub-signature",
-    "x-hub-signature-256",
-    "stripe-signature",
-    "webhook-signature",
-    "svix-signature",
-];
+use crate::verify::SECRET_HEADERS;
 
 const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
 

@@ -140,6 +140,32 @@ pub enum CloudEventsVerifyRaw {
         /// Accepted credentials.
         users: Vec<BasicUserRaw>,
     },
+    /// A JSON Web Token.
+    Jwt {
+        /// Allowed algorithms, e.g. `["RS256"]` (one key family). Required.
+        algorithms: Vec<String>,
+        /// Header carrying the token. Default `authorization` (`Bearer <token>`).
+        header: Option<String>,
+        /// A PEM public key (RSA, EC, Ed25519) or, for HS*, the shared secret: inline PEM or
+        /// `{ file = … }` / `{ env = … }`.
+        key: Option<KeyRef>,
+        /// A JWKS document: inline JSON or `{ file = … }`.
+        jwks: Option<KeyRef>,
+        /// A JWKS URL, fetched, cached and refreshed on an unknown `kid`.
+        jwks_url: Option<String>,
+        /// Least time between two JWKS fetches. Default `60s`.
+        min_refresh: Option<HumanDuration>,
+        /// Accepted `iss` values. Default: not checked.
+        issuers: Option<Vec<String>>,
+        /// Accepted `aud` values (one must be present). Default: not checked.
+        audiences: Option<Vec<String>>,
+        /// Claims that must be present. Default `["exp"]`.
+        required: Option<Vec<String>>,
+        /// Clock skew on `exp`/`nbf`. Default `60s`.
+        leeway: Option<HumanDuration>,
+        /// Claim ↔ CloudEvents attribute equalities, e.g. `{ jti = "id", sub = "subject" }`.
+        bind: Option<std::collections::BTreeMap<String, String>>,
+    },
     /// A generic HMAC signature over the raw body.
     Hmac {
         /// The secret(s). Required.
@@ -261,4 +287,16 @@ pub struct SpoolRaw {
     pub retry_initial: Option<HumanDuration>,
     /// Largest retry delay of a forwarder. Default `30s`.
     pub retry_max: Option<HumanDuration>,
+}
+
+/// `[quarantine]`: where rejected requests go for debugging.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuarantineRaw {
+    /// The sink receiving them. Required.
+    pub sink: String,
+    /// Body bytes kept (the rest is cut, and marked so). Default `16KiB`.
+    pub max_body: Option<ByteSize>,
+    /// Most quarantined requests per second (the rest are counted, not sent). Default `10`.
+    pub per_second: Option<u32>,
 }

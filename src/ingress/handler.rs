@@ -113,8 +113,26 @@ where
         return reply::error(&ErrorReply::unavailable("overloaded", server.retry_after));
     };
     let work = async {
-        let body = read_capped(&headers, body, server.body_limit).await?;
-        process(app, source, &headers, body).await
+        let quarantine = |e: &ErrorReply, body: Option<&Bytes>| {
+            let rejected = matches!(e.status.as_u16(), 400 | 401 | 413);
+            if let (true, Some(q)) = (rejected, &app.quarantine) {
+                q.submit(&crate::quarantine::Rejected {
+                    source: &source.name,
+                    path: &source.path,
+                    reason: e.code,
+                    status: e.status.as_u16(),
+                    field: e.field.as_deref(),
+                    headers: &headers,
+                    body,
+                });
+            }
+        };
+        let body = read_capped(&headers, body, server.body_limit)
+            .await
+            .inspect_err(|e| quarantine(e, None))?;
+        process(app, source, &headers, body.clone())
+            .await
+            .inspect_err(|e| quarantine(e, Some(&body)))
     };
     match tokio::time::timeout(server.request_timeout, work).await {
         Ok(Ok(resp)) => resp,
@@ -140,7 +158,7 @@ async fn process(
     headers: &HeaderMap,
     body: Bytes,
 ) -> Result<Response, ErrorReply> {
-    let verified = source.verifier.verify(headers, &body, unix_now()).map_err(|e| {
+    let verified = source.verifier.verify_async(headers, &body, unix_now()).await.map_err(|e| {
         metrics::counter!("hookbridge_verification_failures_total", "source" => source.name.clone(), "reason" => e.code())
             .increment(1);
         ErrorReply::unauthorized(e.code())
@@ -172,6 +190,12 @@ async fn process(
         r.field = e.field;
         r
     })?;
+    if let Some((spec, claims)) = &verified.jwt {
+        for e in &events {
+            crate::verify::jwt::check_bindings(spec, claims, |a| e.attribute(a))
+                .map_err(|v| ErrorReply::unauthorized(v.code()))?;
+        }
+    }
     if let Some(claims) = &verified.fic {
         for e in &events {
             FicVerifier::check_event(claims, &e.id, e.subject.as_deref())

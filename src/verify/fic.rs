@@ -9,11 +9,13 @@
 use std::collections::BTreeSet;
 
 use http::HeaderMap;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use serde_json::{Map, Value};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde_json::Value;
+// The unit tests (written against the pre-preset version and kept untouched) use it via `super::*`.
+#[cfg(test)]
+use serde_json::Map;
 
-use super::token::bearer;
-use super::VerifyError;
+use super::{jwt, VerifyError};
 
 /// The issuer FIC puts in `iss`.
 pub const FIC_ISSUER: &str = "https://api-v2.fattureincloud.it";
@@ -91,32 +93,39 @@ impl FicVerifier {
         })
     }
 
-    /// Verifies the bearer token of a request at unix time `now`.
+    /// Verifies the bearer token of a request at unix time `now`. FIC is a preset of the generic
+    /// JWT machinery ([`super::jwt`]): ES256 only, `iss` exact, `aud` containing the public URL
+    /// (with or without a query string), `exp`/`nbf` with leeway, `sub`/`jti` required on
+    /// notifications; then FIC's allow-lists.
     pub fn verify(&self, headers: &HeaderMap, now: u64, purpose: Purpose) -> Result<FicClaims, VerifyError> {
-        let mut values = headers.get_all(http::header::AUTHORIZATION).iter();
-        let value = values.next().ok_or(VerifyError::MissingToken)?;
-        if values.next().is_some() {
-            return Err(VerifyError::MissingToken);
+        let token = jwt::token(headers, "authorization")?;
+        let mut required = vec!["exp".to_owned(), "iss".to_owned(), "aud".to_owned()];
+        if purpose == Purpose::Notification {
+            required.extend(["sub".to_owned(), "jti".to_owned()]);
         }
-        let token = bearer(value.as_bytes()).ok_or(VerifyError::MissingToken)?;
-        let claims = self.decode(token)?;
-        self.check_lifetime(&claims, now)?;
-        if claims.get("iss").and_then(Value::as_str) != Some(FIC_ISSUER) {
-            return Err(VerifyError::IssuerMismatch);
-        }
-        if !self.audience_ok(claims.get("aud")) {
-            return Err(VerifyError::AudienceMismatch);
-        }
+        let spec = jwt::JwtSpec {
+            algorithms: vec![Algorithm::ES256],
+            header: "authorization".to_owned(),
+            issuers: vec![FIC_ISSUER.to_owned()],
+            audiences: vec![self.public_url.clone()],
+            required,
+            leeway: self.leeway,
+            bindings: Vec::new(),
+            audience_ignore_query: true,
+        };
+        let keys = jwt::KeySet {
+            keys: vec![jwt::Key {
+                kid: None,
+                key: self.key.clone(),
+            }],
+        };
+        let claims = jwt::verify(&spec, token, &keys, now)?;
         let text = |name: &str| claims.get(name).and_then(claim_text);
         let out = FicClaims {
             sub: text("sub"),
             jti: text("jti"),
         };
         let check_lists = purpose == Purpose::Notification || self.challenge_checks_allow_lists;
-        if purpose == Purpose::Notification {
-            out.sub.as_ref().ok_or(VerifyError::SubjectMismatch)?;
-            out.jti.as_ref().ok_or(VerifyError::IdMismatch)?;
-        }
         if check_lists {
             if !self.app_ids.is_empty() && !text("aid").is_some_and(|a| self.app_ids.contains(&a)) {
                 return Err(VerifyError::NotAllowed);
@@ -137,53 +146,6 @@ impl FicVerifier {
             return Err(VerifyError::SubjectMismatch);
         }
         Ok(())
-    }
-
-    /// Signature check only (ES256 pinned); claims returned unvalidated.
-    fn decode(&self, token: &[u8]) -> Result<Map<String, Value>, VerifyError> {
-        let mut validation = Validation::new(Algorithm::ES256);
-        // Lifetimes, issuer and audience are checked by hand against the caller's `now` and with
-        // both readings of `aud` (with and without the query string).
-        validation.validate_exp = false;
-        validation.validate_nbf = false;
-        validation.validate_aud = false;
-        validation.required_spec_claims.clear();
-        let token = std::str::from_utf8(token).map_err(|_| VerifyError::BadSignature)?;
-        jsonwebtoken::decode::<Map<String, Value>>(token, &self.key, &validation)
-            .map(|d| d.claims)
-            .map_err(|_| VerifyError::BadSignature)
-    }
-
-    fn check_lifetime(&self, claims: &Map<String, Value>, now: u64) -> Result<(), VerifyError> {
-        let exp = claims
-            .get("exp")
-            .and_then(Value::as_u64)
-            .ok_or(VerifyError::TokenExpired)?;
-        if exp.saturating_add(self.leeway) <= now {
-            return Err(VerifyError::TokenExpired);
-        }
-        if let Some(nbf) = claims.get("nbf") {
-            let nbf = nbf.as_u64().ok_or(VerifyError::TokenNotYetValid)?;
-            if nbf > now.saturating_add(self.leeway) {
-                return Err(VerifyError::TokenNotYetValid);
-            }
-        }
-        Ok(())
-    }
-
-    /// `aud` (a list, or a single string) must contain the public URL. FIC may or may not
-    /// include the query string in `query` mode, so an entry also matches without its query.
-    fn audience_ok(&self, aud: Option<&Value>) -> bool {
-        let matches = |v: &Value| {
-            v.as_str().is_some_and(|a| {
-                a == self.public_url || a.split_once('?').is_some_and(|(base, _)| base == self.public_url)
-            })
-        };
-        match aud {
-            Some(Value::Array(list)) => list.iter().any(matches),
-            Some(v @ Value::String(_)) => matches(v),
-            _ => false,
-        }
     }
 }
 
