@@ -12,6 +12,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod deliver;
+pub mod fic;
 pub mod ingress;
 pub mod keys;
 pub mod metrics;

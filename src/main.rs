@@ -70,12 +70,141 @@ enum Command {
         #[arg(long)]
         company: Option<String>,
     },
+    /// Fatture in Cloud tools.
+    Fic {
+        #[command(subcommand)]
+        command: FicCommand,
+    },
     /// Exit 0 if the URL answers 2xx within 3 s (container health checks without curl).
     Healthcheck {
         /// URL to probe.
         #[arg(default_value = "http://127.0.0.1:8080/healthz")]
         url: String,
     },
+}
+
+#[derive(Subcommand)]
+enum FicCommand {
+    /// Manage the webhook subscriptions of a company (API token and company from env or flags).
+    Subscriptions {
+        #[command(subcommand)]
+        action: SubAction,
+        /// FIC API base URL.
+        #[arg(
+            long,
+            global = true,
+            env = "FIC_API_URL",
+            default_value = "https://api-v2.fattureincloud.it"
+        )]
+        api_url: String,
+        /// OAuth access token.
+        #[arg(long, global = true, env = "FIC_ACCESS_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Company id.
+        #[arg(long, global = true, env = "FIC_COMPANY_ID")]
+        company: Option<String>,
+        /// Configuration file (for the source's public_url, routes and verification method).
+        #[arg(long, short, global = true, env = "HOOKBRIDGE_CONFIG")]
+        config: Option<PathBuf>,
+        /// Print JSON instead of a table.
+        #[arg(long, global = true)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SubAction {
+    /// List subscriptions.
+    List,
+    /// Show one subscription.
+    Show {
+        /// Subscription id (e.g. SUB123).
+        id: String,
+    },
+    /// Create the subscription for a source (types from its routes) and wait until verified.
+    Create {
+        /// Source name.
+        #[arg(long)]
+        source: String,
+        /// How long to wait for verification.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        wait: std::time::Duration,
+    },
+    /// Update a subscription's sink and types from a source's current configuration.
+    Update {
+        /// Subscription id.
+        id: String,
+        /// Source name.
+        #[arg(long)]
+        source: String,
+    },
+    /// Re-run verification, sending the source's verification method again, and wait.
+    Verify {
+        /// Subscription id.
+        id: String,
+        /// Source name.
+        #[arg(long)]
+        source: String,
+        /// How long to wait for verification.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        wait: std::time::Duration,
+    },
+    /// Delete a subscription.
+    Delete {
+        /// Subscription id.
+        id: String,
+    },
+}
+
+fn fic(command: FicCommand) -> anyhow::Result<ExitCode> {
+    use hookbridge::cli::fic::Action;
+    let FicCommand::Subscriptions {
+        action,
+        api_url,
+        token,
+        company,
+        config,
+        json,
+    } = command;
+    let token = token.context("no access token: set FIC_ACCESS_TOKEN or pass --token")?;
+    let company = company.context("no company id: set FIC_COMPANY_ID or pass --company")?;
+    let needs_config = matches!(
+        action,
+        SubAction::Create { .. } | SubAction::Update { .. } | SubAction::Verify { .. }
+    );
+    let config = match (config, needs_config) {
+        (Some(p), _) => Some(config::load(Some(&p)).map_err(|e| anyhow::anyhow!("{e}"))?),
+        (None, true) => anyhow::bail!("this action reads the source from the configuration: pass --config"),
+        (None, false) => None,
+    };
+    let config = match config {
+        Some(c) => c,
+        None => config::load(None).map_err(|e| anyhow::anyhow!("{e}"))?,
+    };
+    let action = match action {
+        SubAction::List => Action::List,
+        SubAction::Show { id } => Action::Show { id },
+        SubAction::Create { source, wait } => Action::Create { source, wait },
+        SubAction::Update { id, source } => Action::Update { id, source },
+        SubAction::Verify { id, source, wait } => Action::Verify { id, source, wait },
+        SubAction::Delete { id } => Action::Delete { id },
+    };
+    let api = hookbridge::fic::api::Api::new(api_url, token, company);
+    let runtime = tokio::runtime::Runtime::new().context("runtime")?;
+    match runtime.block_on(hookbridge::cli::fic::run(&config, &api, action, json)) {
+        Ok(outcome) => {
+            print!("{}", outcome.output);
+            if json {
+                println!();
+            }
+            Ok(if outcome.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Err(e) => anyhow::bail!(e),
+    }
 }
 
 fn main() -> ExitCode {
@@ -102,6 +231,13 @@ fn main() -> ExitCode {
             }
         },
         Command::Healthcheck { url } => healthcheck(&url),
+        Command::Fic { command } => match fic(command) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("hookbridge fic: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve { config, watch } => match serve(config, watch) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

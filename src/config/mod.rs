@@ -182,6 +182,8 @@ pub struct SourceConfig {
     pub mapping: Option<crate::normalize::mapping::Mapping>,
     /// Lower-case names of the request headers copied into events.
     pub keep_headers: Vec<String>,
+    /// Fatture in Cloud: `(verification_method, mapping)` for subscription management.
+    pub subscription: Option<(String, String)>,
 }
 
 /// One `[sinks.NAME]`.
@@ -591,6 +593,42 @@ fn check_source(
     };
     let mapping = provider::check_mapping(c, key, kind, raw.mapping.as_ref());
     let keep_headers = provider::check_keep_headers(c, key, raw.keep_headers.as_deref());
+    let subscription = match (&raw.subscription, kind) {
+        (Some(_), Some(k)) if k != SourceKind::FattureInCloud => {
+            c.error(
+                format!("{key}.subscription"),
+                "only fattureincloud sources have a subscription",
+                None,
+            );
+            None
+        }
+        (sub, Some(SourceKind::FattureInCloud)) => {
+            let method = sub
+                .as_ref()
+                .and_then(|s| s.verification_method.clone())
+                .unwrap_or_else(|| "header".into());
+            let mapping = sub
+                .as_ref()
+                .and_then(|s| s.mapping.clone())
+                .unwrap_or_else(|| "binary".into());
+            if !["header", "query"].contains(&method.as_str()) {
+                c.error(
+                    format!("{key}.subscription.verification_method"),
+                    format!("{method:?}: use header or query"),
+                    None,
+                );
+            }
+            if !["binary", "structured"].contains(&mapping.as_str()) {
+                c.error(
+                    format!("{key}.subscription.mapping"),
+                    format!("{mapping:?}: use binary or structured"),
+                    None,
+                );
+            }
+            Some(Some((method, mapping)))
+        }
+        _ => Some(None),
+    };
     let delivery = match raw.delivery.as_deref() {
         None | Some("sync") => Some(Delivery::Sync),
         Some("spool") => Some(Delivery::Spool),
@@ -632,6 +670,7 @@ fn check_source(
         verifier: verifier?,
         mapping: mapping?,
         keep_headers: keep_headers?,
+        subscription: subscription?,
     })
 }
 

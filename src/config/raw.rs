@@ -52,6 +52,18 @@ pub struct SourceRaw {
     pub keep_headers: Option<Vec<String>>,
     /// `kind = "generic"`: where each CloudEvents attribute comes from.
     pub mapping: Option<MappingRaw>,
+    /// `kind = "fattureincloud"`: how `hookbridge fic subscriptions` creates the subscription.
+    pub subscription: Option<SubscriptionRaw>,
+}
+
+/// `[sources.NAME.subscription]` for Fatture in Cloud.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionRaw {
+    /// `header` (default) or `query`: where FIC puts the verification challenge.
+    pub verification_method: Option<String>,
+    /// `binary` (default) or `structured`: the CloudEvents mode FIC sends.
+    pub mapping: Option<String>,
 }
 
 /// `[sources.NAME.mapping]`: for providers that do not send CloudEvents.
