@@ -44,6 +44,8 @@ pub struct App {
     forwarders: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Where rejected requests go, if configured.
     pub quarantine: Option<Arc<crate::quarantine::Quarantine>>,
+    /// Fatture in Cloud enrichers by source name.
+    enrichers: HashMap<String, Arc<crate::fic::enrich::Enricher>>,
     stop_forwarders: tokio::sync::watch::Sender<bool>,
 }
 
@@ -132,6 +134,16 @@ impl App {
             sync_sinks,
             forwarders: std::sync::Mutex::new(Vec::new()),
             quarantine,
+            enrichers: config
+                .sources
+                .iter()
+                .filter_map(|s| {
+                    Some((
+                        s.name.clone(),
+                        crate::fic::enrich::Enricher::new(s.enrichment.clone()?),
+                    ))
+                })
+                .collect(),
             stop_forwarders: tokio::sync::watch::Sender::new(false),
             config,
         }))
@@ -140,6 +152,11 @@ impl App {
     /// The source listening on `path`.
     pub fn source_at(&self, path: &str) -> Option<Arc<SourceConfig>> {
         self.sources.get(path).cloned()
+    }
+
+    /// The enricher of source `name`, if it has an API configuration.
+    pub fn enricher(&self, name: &str) -> Option<&Arc<crate::fic::enrich::Enricher>> {
+        self.enrichers.get(name)
     }
 
     /// Whether shutdown has begun (new events are refused with 503).

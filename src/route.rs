@@ -89,6 +89,8 @@ pub struct Rule {
     pub types: Vec<Pattern>,
     /// Indices into the sink list.
     pub sinks: Vec<usize>,
+    /// Fetch the Fatture in Cloud resources behind the event's ids before publishing.
+    pub enrich: bool,
 }
 
 /// What to do with an event no rule matches.
@@ -139,6 +141,15 @@ impl Router {
             .iter()
             .any(|r| r.sinks.contains(&index) && r.source.as_deref().is_none_or(|s| sources.contains(&s)));
         by_rule || matches!(&self.unmatched, Unmatched::Route(s) if s.contains(&index))
+    }
+
+    /// Whether a matching rule asks for enrichment.
+    pub fn enrich(&self, source: &str, ty: &str) -> bool {
+        self.rules.iter().any(|r| {
+            r.enrich
+                && r.source.as_deref().is_none_or(|s| s == source)
+                && r.types.iter().any(|p| p.matches(ty))
+        })
     }
 
     /// Decides where an event of type `ty` from source `source` goes.
@@ -222,6 +233,7 @@ mod tests {
                 .map(|t| Pattern::compile(t).expect("pattern"))
                 .collect(),
             sinks: sinks.to_vec(),
+            enrich: false,
         }
     }
 

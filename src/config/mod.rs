@@ -184,6 +184,8 @@ pub struct SourceConfig {
     pub keep_headers: Vec<String>,
     /// Fatture in Cloud: `(verification_method, mapping)` for subscription management.
     pub subscription: Option<(String, String)>,
+    /// Fatture in Cloud: API access for enrichment.
+    pub enrichment: Option<crate::fic::enrich::EnrichConfig>,
 }
 
 /// One `[sinks.NAME]`.
@@ -593,6 +595,44 @@ fn check_source(
     };
     let mapping = provider::check_mapping(c, key, kind, raw.mapping.as_ref());
     let keep_headers = provider::check_keep_headers(c, key, raw.keep_headers.as_deref());
+    let enrichment = match (&raw.api, kind) {
+        (None, _) => Some(None),
+        (Some(_), Some(k)) if k != SourceKind::FattureInCloud => {
+            c.error(
+                format!("{key}.api"),
+                "only fattureincloud sources have an api table",
+                None,
+            );
+            None
+        }
+        (Some(api), _) => {
+            let on_unavailable = api.on_unavailable.clone().unwrap_or_else(|| "publish".into());
+            if !["publish", "retry"].contains(&on_unavailable.as_str()) {
+                c.error(
+                    format!("{key}.api.on_unavailable"),
+                    format!("{on_unavailable:?}: use publish or retry"),
+                    None,
+                );
+            }
+            match api.token.resolve() {
+                Ok(token) => Some(Some(crate::fic::enrich::EnrichConfig {
+                    base_url: api
+                        .base_url
+                        .clone()
+                        .unwrap_or_else(|| "https://api-v2.fattureincloud.it".into()),
+                    token: String::from_utf8_lossy(token.expose()).into_owned(),
+                    retry_when_unavailable: on_unavailable == "retry",
+                    cache_ttl: api.cache_ttl.map_or(Duration::from_secs(30), |d| d.0),
+                    max_concurrency: api.max_concurrency.unwrap_or(4).max(1),
+                    timeout: api.timeout.map_or(Duration::from_secs(2), |d| d.0),
+                })),
+                Err(m) => {
+                    c.error(format!("{key}.api.token"), m, Some(SECRET_HINT.into()));
+                    None
+                }
+            }
+        }
+    };
     let subscription = match (&raw.subscription, kind) {
         (Some(_), Some(k)) if k != SourceKind::FattureInCloud => {
             c.error(
@@ -671,6 +711,7 @@ fn check_source(
         mapping: mapping?,
         keep_headers: keep_headers?,
         subscription: subscription?,
+        enrichment: enrichment?,
     })
 }
 
@@ -891,10 +932,25 @@ fn check_routes(
             }
         }
         let sink_ids = resolve(c, format!("routes[{i}].sinks"), &r.sinks);
+        if r.enrich {
+            let fic_with_api = |name: &str| sources.iter().any(|s| s.name == name && s.enrichment.is_some());
+            let ok = match &r.source {
+                Some(s) => fic_with_api(s),
+                None => sources.iter().any(|s| s.enrichment.is_some()),
+            };
+            if !ok {
+                c.error(
+                    format!("routes[{i}].enrich"),
+                    "enrichment needs a fattureincloud source with an [api] table",
+                    Some("add [sources.NAME.api] token = { env = \"FIC_ACCESS_TOKEN\" } and source = \"NAME\" to the route".into()),
+                );
+            }
+        }
         rules.push(Rule {
             source: r.source.clone(),
             types,
             sinks: sink_ids,
+            enrich: r.enrich,
         });
     }
     let unmatched_raw: UnmatchedRaw = if top.contains_key("unmatched") {

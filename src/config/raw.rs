@@ -54,6 +54,27 @@ pub struct SourceRaw {
     pub mapping: Option<MappingRaw>,
     /// `kind = "fattureincloud"`: how `hookbridge fic subscriptions` creates the subscription.
     pub subscription: Option<SubscriptionRaw>,
+    /// `kind = "fattureincloud"`: API access for routes with `enrich = true`.
+    pub api: Option<FicApiRaw>,
+}
+
+/// `[sources.NAME.api]`: Fatture in Cloud API access for enrichment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FicApiRaw {
+    /// Base URL. Default `https://api-v2.fattureincloud.it`.
+    pub base_url: Option<String>,
+    /// OAuth access token. Required.
+    pub token: super::secret::SecretRef,
+    /// When FIC is down or the quota is spent: `publish` (default; the event goes out without
+    /// resources and `hbenrich = "skipped"`) or `retry` (503, FIC retries later).
+    pub on_unavailable: Option<String>,
+    /// How long a fetched resource is reused. Default `30s`.
+    pub cache_ttl: Option<HumanDuration>,
+    /// Fetches in flight at once. Default `4`.
+    pub max_concurrency: Option<usize>,
+    /// Longest enrichment of one event. Default `2s`.
+    pub timeout: Option<HumanDuration>,
 }
 
 /// `[sources.NAME.subscription]` for Fatture in Cloud.
@@ -209,6 +230,9 @@ pub struct RouteRaw {
     pub types: Option<Vec<String>>,
     /// Sinks the matching events go to. Required, at least one.
     pub sinks: Vec<String>,
+    /// Fatture in Cloud sources: add the resources behind the ids to the data. Default `false`.
+    #[serde(default)]
+    pub enrich: bool,
 }
 
 /// `[unmatched]`.

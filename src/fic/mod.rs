@@ -2,4 +2,5 @@
 //! subscription endpoints (providers.md §1.1, §1.6), used by `hookbridge fic subscriptions`.
 
 pub mod api;
+pub mod enrich;
 pub mod types;

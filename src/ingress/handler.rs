@@ -207,6 +207,21 @@ async fn process(
         normalize::keep_headers(e, headers, &source.keep_headers);
         normalize::trace(e, headers);
     }
+    if let Some(enricher) = app.enricher(&source.name) {
+        for e in &mut events {
+            if !app.config.router.enrich(&source.name, &e.ty) {
+                continue;
+            }
+            let outcome = enricher.enrich(e).await;
+            if outcome == crate::fic::enrich::Outcome::Retry {
+                return Err(
+                    ErrorReply::unavailable("enrichment_unavailable", app.config.server.retry_after)
+                        .message("Fatture in Cloud could not be asked for the resources; retry later"),
+                );
+            }
+            tracing::debug!(event_id = %e.id, ?outcome, "enrichment");
+        }
+    }
     let outcomes = match (&source.delivery, &app.spool) {
         (crate::config::Delivery::Spool, Some(spool)) => {
             app.deliverer.spool_all(&source.name, &events, spool).await

@@ -32,6 +32,8 @@ pub struct State {
     /// (subscription id, verification method, status the sink answered, verified?)
     pub verifications: Vec<(String, String, u16, bool)>,
     pub welcomes_sent: u32,
+    /// Every authorised API request (refused over quota included), as "METHOD /path".
+    pub requests: Vec<String>,
 }
 
 pub struct Sim {
@@ -101,6 +103,7 @@ async fn handle(
     }
     {
         let mut st = state.lock().expect("lock");
+        st.requests.push(format!("{method} {path}"));
         if let Some(left) = st.quota_left.as_mut() {
             if *left == 0 {
                 return reply(
@@ -202,6 +205,18 @@ async fn handle(
                 }
                 _ => reply(405, json!({ "error": { "message": "method not allowed" } }), &[]),
             }
+        }
+        // Resource endpoints (providers.md §1.7): any other GET under /c/{cid}/.
+        ("GET", ["c", _, .., id]) if parts.len() >= 4 => {
+            if *id == "404" {
+                return reply(404, json!({ "error": { "message": "Not found" } }), &[]);
+            }
+            let numeric: Value = id.parse::<u64>().map_or_else(|_| json!(id), |n| json!(n));
+            reply(
+                200,
+                json!({ "data": { "id": numeric, "name": format!("Resource {id}"), "path": path } }),
+                &[],
+            )
         }
         _ => reply(404, json!({ "error": { "message": "not found" } }), &[]),
     }
