@@ -360,18 +360,54 @@ fn healthcheck(url: &str) -> ExitCode {
 }
 
 fn init_logging() {
-    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::{EnvFilter, Layer};
     let filter = EnvFilter::try_from_env("HOOKBRIDGE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("HOOKBRIDGE_LOG_FORMAT").is_ok_and(|v| v == "json");
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
+    let fmt: Box<dyn Layer<_> + Send + Sync> = if json { Box::new(fmt.json()) } else { Box::new(fmt) };
+    let registry = tracing_subscriber::registry().with(filter).with(fmt);
+    #[cfg(feature = "otlp")]
+    {
+        match otlp_layer() {
+            Ok(Some(layer)) => return registry.with(layer).init(),
+            Ok(None) => {}
+            Err(e) => eprintln!("hookbridge: OTLP export disabled: {e}"),
+        }
     }
+    registry.init();
+}
+
+/// The OTLP provider, flushed at exit.
+#[cfg(feature = "otlp")]
+static OTLP: std::sync::OnceLock<opentelemetry_sdk::trace::SdkTracerProvider> = std::sync::OnceLock::new();
+
+/// An OpenTelemetry layer exporting spans over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+#[cfg(feature = "otlp")]
+fn otlp_layer<S>() -> anyhow::Result<Option<impl tracing_subscriber::Layer<S>>>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    use opentelemetry::trace::TracerProvider as _;
+    if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_none() {
+        return Ok(None);
+    }
+    let exporter = opentelemetry_otlp::SpanExporter::builder().with_http().build()?;
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name("hookbridge")
+                .build(),
+        )
+        .build();
+    let tracer = provider.tracer("hookbridge");
+    let _ = OTLP.set(provider.clone());
+    opentelemetry::global::set_tracer_provider(provider);
+    Ok(Some(tracing_opentelemetry::layer().with_tracer(tracer)))
 }
 
 fn serve(path: Option<PathBuf>, watch: bool) -> anyhow::Result<()> {
@@ -381,7 +417,13 @@ fn serve(path: Option<PathBuf>, watch: bool) -> anyhow::Result<()> {
         Err(errors) => anyhow::bail!("{errors}"),
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime.block_on(run(config, path, watch))
+    let result = runtime.block_on(run(config, path, watch));
+    #[cfg(feature = "otlp")]
+    if let Some(p) = OTLP.get() {
+        // Export the spans still batched before exiting.
+        let _ = p.shutdown();
+    }
+    result
 }
 
 async fn run(config: Config, path: Option<PathBuf>, watch: bool) -> anyhow::Result<()> {

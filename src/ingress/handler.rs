@@ -134,7 +134,19 @@ where
             .await
             .inspect_err(|e| quarantine(e, Some(&body)))
     };
-    match tokio::time::timeout(server.request_timeout, work).await {
+    // One span per request: source, first event's id and type, and the outcome (HTTP status).
+    let span = tracing::info_span!(
+        "webhook",
+        source = %source.name,
+        event_id = tracing::field::Empty,
+        event_type = tracing::field::Empty,
+        status = tracing::field::Empty,
+    );
+    let result =
+        tracing::Instrument::instrument(tokio::time::timeout(server.request_timeout, work), span.clone())
+            .await;
+    let _entered = span.enter();
+    let resp = match result {
         Ok(Ok(resp)) => resp,
         Ok(Err(e)) => {
             tracing::info!(source = %source.name, status = e.status.as_u16(), code = e.code, "request refused");
@@ -149,7 +161,9 @@ where
                 )),
             )
         }
-    }
+    };
+    span.record("status", resp.status().as_u16());
+    resp
 }
 
 async fn process(
@@ -201,6 +215,11 @@ async fn process(
             FicVerifier::check_event(claims, &e.id, e.subject.as_deref())
                 .map_err(|v| ErrorReply::unauthorized(v.code()))?;
         }
+    }
+    if let Some(first) = events.first() {
+        let span = tracing::Span::current();
+        span.record("event_id", first.id.as_str());
+        span.record("event_type", first.ty.as_str());
     }
     for e in &mut events {
         normalize::stamp(e, &ctx);
