@@ -10,7 +10,6 @@ mod fault;
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,15 +23,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 
 fn unique(prefix: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    format!(
-        "{prefix}{}x{nanos}x{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
+    common::unique_with(prefix, 'x')
 }
 
 fn config(mode: &str, sink: &str, spool_dir: &std::path::Path) -> String {

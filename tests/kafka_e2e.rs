@@ -7,7 +7,6 @@ mod common;
 mod proxy;
 
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use common::start;
@@ -24,15 +23,7 @@ fn brokers() -> String {
 }
 
 fn unique(prefix: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    format!(
-        "{prefix}-{}-{nanos}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
+    common::unique_with(prefix, '-')
 }
 
 /// Creates `topic` (tansu does not auto-create topics).
@@ -281,18 +272,7 @@ impl Drop for PrivateTansu {
 }
 
 async fn wait_ready(url: &str, want: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let status = reqwest::get(url).await.map(|r| r.status().as_u16()).unwrap_or(0);
-        if status == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/readyz never answered {want} (last {status})"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    common::wait_status(url, want).await;
 }
 
 #[tokio::test]

@@ -4,7 +4,6 @@
 mod common;
 
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
@@ -18,15 +17,7 @@ fn nats_url() -> String {
 
 /// A name unique to this test run and call.
 fn unique(prefix: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    format!(
-        "{prefix}{}x{nanos}x{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
+    common::unique_with(prefix, 'x')
 }
 
 /// A stream capturing `hbtest.<id>.>`, deleted on drop of the returned guard's owner.
@@ -281,18 +272,7 @@ impl Drop for PrivateNats {
 }
 
 async fn wait_ready(url: &str, want: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let status = reqwest::get(url).await.map(|r| r.status().as_u16()).unwrap_or(0);
-        if status == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/readyz never answered {want} (last {status})"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::wait_status(url, want).await;
 }
 
 #[tokio::test]

@@ -5,7 +5,6 @@ mod common;
 #[path = "common/proxy.rs"]
 mod proxy;
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use common::start;
@@ -21,15 +20,7 @@ fn amqp_host() -> String {
 }
 
 fn unique(prefix: &str) -> String {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    format!(
-        "{prefix}.{}.{nanos}.{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    )
+    common::unique_with(prefix, '.')
 }
 
 /// A topic exchange and an exclusive queue bound with `binding`, on the shared broker.
@@ -290,18 +281,7 @@ async fn unroutable_and_missing_exchange_are_not_delivered() {
 }
 
 async fn wait_ready(url: &str, want: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let status = reqwest::get(url).await.map(|r| r.status().as_u16()).unwrap_or(0);
-        if status == want {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/readyz never answered {want} (last {status})"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::wait_status(url, want).await;
 }
 
 #[tokio::test]

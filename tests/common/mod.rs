@@ -252,3 +252,33 @@ pub fn body_of(response: &str) -> serde_json::Value {
         .unwrap_or_default();
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {response:?}"))
 }
+
+/// A name unique to this process and call: `<prefix><pid><sep><nanos><sep><counter>`, so parallel
+/// tests never share a topic, queue, subject or stream. `sep` must suit the broker's naming rules.
+pub fn unique_with(prefix: &str, sep: char) -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{prefix}{sep}{}{sep}{nanos}{sep}{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// Polls `url` until it answers `want` (e.g. `/readyz` turning 503 or 200), at most 30 s.
+pub async fn wait_status(url: &str, want: u16) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = reqwest::get(url).await.map(|r| r.status().as_u16()).unwrap_or(0);
+        if status == want {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{url} never answered {want} (last {status})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
