@@ -8,6 +8,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# cargo, and tools installed with `cargo install` (tansu), live here on rustup machines; a
+# non-login shell may not have it on PATH.
+CARGO_BIN="${CARGO_HOME:-${HOME:-/root}/.cargo}/bin"
+if [ -d "$CARGO_BIN" ]; then export PATH="$CARGO_BIN:$PATH"; fi
+
 log() { printf '[test.sh] %s\n' "$*" >&2; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
