@@ -254,23 +254,7 @@ fn sign(
         VerifierConfig::Hmac { spec, secrets } => {
             let secret = first(secrets, "secret")?;
             let ts = t.to_string();
-            let mut content = Vec::new();
-            let mut rest = spec.signed.as_str();
-            while let Some(i) = rest.find('{') {
-                content.extend_from_slice(&rest.as_bytes()[..i]);
-                let after = &rest[i..];
-                if let Some(tail) = after.strip_prefix("{body}") {
-                    content.extend_from_slice(body);
-                    rest = tail;
-                } else if let Some(tail) = after.strip_prefix("{timestamp}") {
-                    content.extend_from_slice(ts.as_bytes());
-                    rest = tail;
-                } else {
-                    content.push(b'{');
-                    rest = &after[1..];
-                }
-            }
-            content.extend_from_slice(rest.as_bytes());
+            let content = spec.content(body, Some(&ts));
             let tag = match spec.algorithm {
                 Algorithm::Sha1 => mac_bytes::<hmac::Hmac<sha1::Sha1>>(secret, &content)?,
                 Algorithm::Sha256 => mac_bytes::<hmac::Hmac<sha2::Sha256>>(secret, &content)?,

@@ -13,7 +13,6 @@ pub mod raw;
 pub mod secret;
 pub mod units;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -793,19 +792,11 @@ fn check_cloudevents_verify(
     server: Option<&ServerConfig>,
 ) -> Option<VerifierConfig> {
     let raw = c.extract::<CloudEventsVerifyRaw>(key)?;
-    if matches!(
-        raw,
-        CloudEventsVerifyRaw::Basic { .. } | CloudEventsVerifyRaw::Hmac { .. }
-    ) {
-        return provider::check_generic_verify(c, key, raw);
-    }
-    if matches!(raw, CloudEventsVerifyRaw::Jwt { .. }) {
-        return jwt::check_jwt_verify(c, key, raw);
-    }
     match raw {
-        CloudEventsVerifyRaw::Basic { .. }
-        | CloudEventsVerifyRaw::Hmac { .. }
-        | CloudEventsVerifyRaw::Jwt { .. } => None,
+        CloudEventsVerifyRaw::Basic { .. } | CloudEventsVerifyRaw::Hmac { .. } => {
+            provider::check_generic_verify(c, key, raw)
+        }
+        CloudEventsVerifyRaw::Jwt { .. } => jwt::check_jwt_verify(c, key, raw),
         CloudEventsVerifyRaw::None { allow_public } => {
             let loopback = server.is_none_or(|s| s.listen.ip().is_loopback());
             if !loopback && !allow_public {
@@ -1065,14 +1056,4 @@ fn check_spool(c: &mut Checker<'_>, present: bool) -> Option<SpoolConfig> {
         c.error("spool.dir", format!("{} is a file", cfg.dir.display()), None);
     }
     Some(cfg)
-}
-
-/// Sink names by index, for logs.
-pub fn sink_names(config: &Config) -> BTreeMap<usize, String> {
-    config
-        .sinks
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (i, s.name.clone()))
-        .collect()
 }

@@ -123,19 +123,9 @@ impl Deliverer {
             Decision::Drop => return EventOutcome::Dropped,
             Decision::Sinks(s) => s,
         };
-        let guard = match &self.dedup {
-            Some(d) => {
-                let key = (source_name.to_owned(), event.source.clone(), event.id.clone());
-                match d.claim(key).await {
-                    Claim::Duplicate => {
-                        metrics::counter!("hookbridge_dedup_hits_total", "source" => source_name.to_owned())
-                            .increment(1);
-                        return EventOutcome::Duplicate;
-                    }
-                    Claim::Owner(g) => Some(g),
-                }
-            }
-            None => None,
+        let guard = match self.claim(source_name, event).await {
+            Ok(g) => g,
+            Err(duplicate) => return duplicate,
         };
         let results = join_all(
             targets
@@ -163,6 +153,25 @@ impl Deliverer {
         }
     }
 
+    /// Claims the event's dedup key: `Ok(guard)` to go on (no guard when dedup is off), or
+    /// `Err(Duplicate)` when it was already delivered — counted in `hookbridge_dedup_hits_total`.
+    async fn claim(&self, source_name: &str, event: &Event) -> Result<Option<dedup::Guard>, EventOutcome> {
+        let Some(d) = &self.dedup else {
+            return Ok(None);
+        };
+        match d
+            .claim((source_name.to_owned(), event.source.clone(), event.id.clone()))
+            .await
+        {
+            Claim::Owner(g) => Ok(Some(g)),
+            Claim::Duplicate => {
+                metrics::counter!("hookbridge_dedup_hits_total", "source" => source_name.to_owned())
+                    .increment(1);
+                Err(EventOutcome::Duplicate)
+            }
+        }
+    }
+
     /// Spool mode: each event is durably appended (its id marked seen once it is safe on disk).
     pub async fn spool_all(
         self: &Arc<Self>,
@@ -178,15 +187,9 @@ impl Deliverer {
             Decision::Drop => return EventOutcome::Dropped,
             Decision::Sinks(s) => s,
         };
-        let guard = match &self.dedup {
-            Some(d) => match d
-                .claim((source_name.to_owned(), event.source.clone(), event.id.clone()))
-                .await
-            {
-                Claim::Duplicate => return EventOutcome::Duplicate,
-                Claim::Owner(g) => Some(g),
-            },
-            None => None,
+        let guard = match self.claim(source_name, event).await {
+            Ok(g) => g,
+            Err(duplicate) => return duplicate,
         };
         let names: Vec<String> = targets
             .iter()

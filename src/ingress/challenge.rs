@@ -14,10 +14,7 @@ use crate::verify::fic::{self, FicVerifier, Purpose};
 /// Answers a verification GET.
 pub fn respond(verifier: &FicVerifier, headers: &HeaderMap, query: Option<&str>) -> Response {
     if verifier.challenge_requires_token {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        if let Err(e) = verifier.verify(headers, now, Purpose::Challenge) {
+        if let Err(e) = verifier.verify(headers, super::handler::unix_now(), Purpose::Challenge) {
             tracing::info!(code = e.code(), "verification challenge refused");
             return reply::error(&ErrorReply::unauthorized(e.code()));
         }

@@ -18,7 +18,7 @@ use crate::verify::fic::FicVerifier;
 use crate::verify::VerifierConfig;
 
 /// Seconds since the Unix epoch.
-fn unix_now() -> u64 {
+pub(super) fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

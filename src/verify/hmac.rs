@@ -192,7 +192,8 @@ impl GenericHmac {
         ok.then_some(()).ok_or(VerifyError::BadSignature)
     }
 
-    fn content(&self, body: &[u8], timestamp: Option<&str>) -> Vec<u8> {
+    /// The signed content: `signed` with `{body}` and `{timestamp}` filled in.
+    pub fn content(&self, body: &[u8], timestamp: Option<&str>) -> Vec<u8> {
         let mut out = Vec::with_capacity(body.len() + 32);
         let mut rest = self.signed.as_str();
         while let Some(start) = rest.find('{') {

@@ -92,6 +92,13 @@ impl SecretRef {
     }
 }
 
+impl SecretRef {
+    /// Reads the secret as UTF-8 text (URLs, tokens, passwords handed to client libraries).
+    pub fn resolve_text(&self) -> Result<String, String> {
+        String::from_utf8(self.resolve()?.expose().to_vec()).map_err(|_| "the secret is not UTF-8".to_owned())
+    }
+}
+
 /// The hint printed for malformed secret values.
 pub const SECRET_HINT: &str =
     "a secret is { env = \"NAME\" } or { file = \"/path\" } or a list of them; never inline";

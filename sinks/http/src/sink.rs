@@ -22,8 +22,7 @@ pub struct HttpSink {
 }
 
 fn secret_text(r: &SecretRef) -> Result<String, SinkError> {
-    let s = r.resolve().map_err(SinkError::misconfigured)?;
-    String::from_utf8(s.expose().to_vec()).map_err(|_| SinkError::misconfigured("secret is not UTF-8"))
+    r.resolve_text().map_err(SinkError::misconfigured)
 }
 
 impl HttpSink {

@@ -156,12 +156,8 @@ fn client_config(name: &str, c: &KafkaConfig) -> Result<ClientConfig, SinkError>
     if let Some(comp) = &c.compression {
         cfg.set("compression.type", comp);
     }
-    let secret = |r: &hookbridge_sink_core::settings::SecretRef| {
-        r.resolve().map_err(SinkError::misconfigured).and_then(|s| {
-            String::from_utf8(s.expose().to_vec())
-                .map_err(|_| SinkError::misconfigured("secret is not UTF-8"))
-        })
-    };
+    let secret =
+        |r: &hookbridge_sink_core::settings::SecretRef| r.resolve_text().map_err(SinkError::misconfigured);
     if let Some(p) = &c.sasl_password {
         cfg.set("sasl.password", secret(p)?);
     }

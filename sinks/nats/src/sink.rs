@@ -54,10 +54,7 @@ impl NatsSink {
     async fn options(&self) -> Result<ConnectOptions, SinkError> {
         let c = &self.config;
         let secret = |r: &hookbridge_sink_core::settings::SecretRef| {
-            r.resolve().map_err(SinkError::misconfigured).and_then(|s| {
-                String::from_utf8(s.expose().to_vec())
-                    .map_err(|_| SinkError::misconfigured("secret is not UTF-8"))
-            })
+            r.resolve_text().map_err(SinkError::misconfigured)
         };
         let max_delay = c.max_reconnect_delay.map_or(Duration::from_secs(2), |d| d.0);
         let connected = self.ever_connected.clone();

@@ -46,11 +46,7 @@ impl RabbitSink {
         let url = match &config.url {
             None => "amqp://127.0.0.1:5672/%2f".to_owned(),
             Some(UrlRef::Plain(u)) => u.clone(),
-            Some(UrlRef::Ref(r)) => {
-                let secret = r.resolve().map_err(SinkError::misconfigured)?;
-                String::from_utf8(secret.expose().to_vec())
-                    .map_err(|_| SinkError::misconfigured("AMQP URL is not UTF-8"))?
-            }
+            Some(UrlRef::Ref(r)) => r.resolve_text().map_err(SinkError::misconfigured)?,
         };
         let layout = Layout {
             exchange: compile(&config.exchange)?,
