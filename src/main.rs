@@ -63,7 +63,8 @@ enum Command {
         /// Target URL (default: http://<server.listen><source path>).
         #[arg(long, short)]
         url: Option<String>,
-        /// PEM EC private key for ES256 token sources (Fatture in Cloud with a test key).
+        /// Signing key for token sources: PEM EC private key for Fatture in Cloud (a test key),
+        /// or for `jwt` sources the PEM private key (HS*: the shared secret).
         #[arg(long)]
         key: Option<PathBuf>,
         /// Fatture in Cloud company id for the subject (default 1).

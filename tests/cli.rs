@@ -57,6 +57,16 @@ kind = "fattureincloud"
 public_url = "https://hooks.example.com/fic"
 verify = {{ public_key = {{ file = "{PUB}" }} }}
 
+[sources.jwths]
+path = "/jwths"
+kind = "cloudevents"
+verify = {{ kind = "jwt", algorithms = ["HS256"], key = {{ env = "HBT_JWT" }}, issuers = ["https://issuer"], audiences = ["hooks"], required = ["exp", "jti"], bind = {{ jti = "id" }} }}
+
+[sources.jwtes]
+path = "/jwtes"
+kind = "cloudevents"
+verify = {{ kind = "jwt", algorithms = ["ES256"], key = {{ file = "{PUB}" }}, bind = {{ jti = "id", src = "source" }} }}
+
 [sinks.file]
 type = "file"
 path = "{}"
@@ -84,6 +94,7 @@ const ENV: &[(&str, &str)] = &[
     ("HBT_GH", "gh-secret"),
     ("HBT_STRIPE", "whsec_stripe"),
     ("HBT_SW", "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"),
+    ("HBT_JWT", "jwt-shared-secret"),
 ];
 
 fn hookbridge() -> Command {
@@ -120,8 +131,10 @@ fn send_is_accepted_by_every_verifier_kind() {
     };
     std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
 
+    let secret_file = dir.path().join("jwt-secret");
+    std::fs::write(&secret_file, "jwt-shared-secret\n").expect("secret");
     let sources = [
-        "plain", "token", "basic", "acme", "github", "stripe", "svix", "fic",
+        "plain", "token", "basic", "acme", "github", "stripe", "svix", "fic", "jwths", "jwtes",
     ];
     for source in sources {
         let path = if source == "plain" {
@@ -138,6 +151,12 @@ fn send_is_accepted_by_every_verifier_kind() {
         ]);
         if source == "fic" {
             cmd.args(["--key", KEY, "--company", "108061"]);
+        }
+        if source == "jwtes" {
+            cmd.args(["--key", KEY]);
+        }
+        if source == "jwths" {
+            cmd.arg("--key").arg(&secret_file);
         }
         let out = cmd.output().expect("send");
         let stdout = String::from_utf8_lossy(&out.stdout);
@@ -173,7 +192,9 @@ fn send_is_accepted_by_every_verifier_kind() {
             "github",
             "stripe",
             "standard-webhooks",
-            "fattureincloud"
+            "fattureincloud",
+            "jwt",
+            "jwt"
         ]
     );
     assert_eq!(lines[7]["subject"], "company:108061");

@@ -157,7 +157,7 @@ pub fn build(config: &Config, name: &str, opts: &Options) -> Result<Request, Str
             })
         }
     };
-    sign(source, &mut headers, &body, &id, t)?;
+    sign(source, &mut headers, &body, &id, t, opts.key_pem.as_deref())?;
     Ok(Request {
         method: "POST",
         url,
@@ -189,6 +189,67 @@ fn fic_token(
     .map_err(|e| format!("cannot sign: {e}"))
 }
 
+/// A token the `jwt` verifier accepts: its first algorithm, `--key` (PEM private key, or the
+/// shared secret for HS*), the first issuer, every audience, and each bound claim set to the
+/// event attribute it must equal (read from the request's `ce-*` headers, or the id).
+fn jwt_token(
+    spec: &crate::verify::jwt::JwtSpec,
+    headers: &[(String, String)],
+    id: &str,
+    t: i64,
+    key: Option<&[u8]>,
+) -> Result<String, String> {
+    use jsonwebtoken::AlgorithmFamily;
+    let key = key.ok_or(
+        "this source verifies JWTs: pass --key with the signing key (PEM private key, or the HS* secret)",
+    )?;
+    let alg = *spec.algorithms.first().ok_or("the source allows no algorithm")?;
+    let encoding = match alg.family() {
+        AlgorithmFamily::Hmac => {
+            jsonwebtoken::EncodingKey::from_secret(key.trim_ascii_end()).map_err(|e| format!("--key: {e}"))?
+        }
+        AlgorithmFamily::Rsa => {
+            jsonwebtoken::EncodingKey::from_rsa_pem(key).map_err(|e| format!("--key: {e}"))?
+        }
+        AlgorithmFamily::Ec => {
+            jsonwebtoken::EncodingKey::from_ec_pem(key).map_err(|e| format!("--key: {e}"))?
+        }
+        AlgorithmFamily::Ed => {
+            jsonwebtoken::EncodingKey::from_ed_pem(key).map_err(|e| format!("--key: {e}"))?
+        }
+    };
+    let attribute = |name: &str| {
+        headers
+            .iter()
+            .find(|(h, _)| *h == format!("ce-{name}"))
+            .map(|(_, v)| v.clone())
+            .or_else(|| (name == "id").then(|| id.to_owned()))
+    };
+    let mut claims = serde_json::json!({ "iat": t, "exp": t + 600 });
+    if let Some(iss) = spec.issuers.first() {
+        claims["iss"] = iss.clone().into();
+    }
+    if !spec.audiences.is_empty() {
+        claims["aud"] = spec.audiences.clone().into();
+    }
+    for (claim, attr) in &spec.bindings {
+        let value = attribute(attr)
+            .ok_or_else(|| format!("cannot bind claim {claim:?}: the request has no {attr:?}"))?;
+        claims[claim.as_str()] = value.into();
+    }
+    for name in &spec.required {
+        if claims.get(name).is_none() {
+            claims[name.as_str()] = match name.as_str() {
+                "jti" => id.to_owned(),
+                _ => "hookbridge-send".to_owned(),
+            }
+            .into();
+        }
+    }
+    jsonwebtoken::encode(&jsonwebtoken::Header::new(alg), &claims, &encoding)
+        .map_err(|e| format!("cannot sign: {e}"))
+}
+
 fn first<'a>(list: &'a [Vec<u8>], what: &str) -> Result<&'a [u8], String> {
     list.last()
         .map(Vec::as_slice)
@@ -201,14 +262,20 @@ fn sign(
     body: &[u8],
     id: &str,
     t: i64,
+    key: Option<&[u8]>,
 ) -> Result<(), String> {
     let b64 = base64::engine::general_purpose::STANDARD;
     match &source.verifier {
         VerifierConfig::None | VerifierConfig::Fic(_) => {}
-        VerifierConfig::Jwt { .. } => return Err(
-            "jwt sources: send signs tokens only for Fatture in Cloud (pass the token yourself with curl)"
-                .into(),
-        ),
+        VerifierConfig::Jwt { spec, .. } => {
+            let token = jwt_token(spec, headers, id, t, key)?;
+            let value = if spec.header == "authorization" {
+                format!("Bearer {token}")
+            } else {
+                token
+            };
+            headers.push((spec.header.clone(), value));
+        }
         VerifierConfig::Token { tokens, header } => {
             // The newest token (last listed) is the one a sender would use after a rotation.
             let token = tokens.last().ok_or("no token configured")?;
