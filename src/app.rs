@@ -25,6 +25,9 @@ pub enum BuildError {
     /// The spool could not be opened.
     #[error("spool: {0}")]
     Spool(#[from] SpoolError),
+    /// The dedup file could not be opened.
+    #[error("dedup: {0}")]
+    Dedup(String),
 }
 
 /// Shared state of one running hookbridge.
@@ -89,16 +92,19 @@ impl App {
             })
             .collect::<Result<_, _>>()?;
         let carried = previous.and_then(|p| p.deliverer.dedup().cloned());
-        let dedup = config
-            .dedup
-            .enabled
-            .then(|| carried.unwrap_or_else(|| Dedup::new(config.dedup.window, config.dedup.max_entries)));
-        let deliverer = Arc::new(Deliverer::new(
-            sinks,
-            config.router.clone(),
-            dedup,
-            config.server.publish_timeout,
-        ));
+        let dedup = match (config.dedup.enabled, carried) {
+            (false, _) => None,
+            (true, Some(d)) => Some(d),
+            (true, None) => Some(match &config.dedup.path {
+                Some(path) => Dedup::open(config.dedup.window, config.dedup.max_entries, path)
+                    .map_err(BuildError::Dedup)?,
+                None => Dedup::new(config.dedup.window, config.dedup.max_entries),
+            }),
+        };
+        let deliverer = Arc::new(
+            Deliverer::new(sinks, config.router.clone(), dedup, config.server.publish_timeout)
+                .with_dead_letter(config.dead_letter),
+        );
         let sources = config
             .sources
             .iter()
@@ -116,6 +122,12 @@ impl App {
         } else {
             None
         };
+        if let Some(spool) = &spool {
+            spool.set_retention(crate::deliver::spool::Retention {
+                age: config.spool.retain,
+                max_bytes: config.spool.retain_max_bytes,
+            });
+        }
         let sync_sinks = reachable_sinks(&config.router, config.sinks.len(), &config.sources);
         let quarantine = config.quarantine.as_ref().and_then(|q| {
             let sink = deliverer.sinks().get(q.sink)?.clone();
@@ -227,6 +239,10 @@ impl App {
             .forwarders
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let dead_letters = forward::DeadLetters {
+            max_attempts: self.config.spool.max_attempts,
+            sink: self.deliverer.dead_letter_sink().cloned(),
+        };
         for sink in self.deliverer.sinks() {
             handles.push(tokio::spawn(forward::run(
                 spool.clone(),
@@ -234,6 +250,7 @@ impl App {
                 names.clone(),
                 self.config.server.publish_timeout,
                 backoff,
+                dead_letters.clone(),
                 self.stop_forwarders.subscribe(),
             )));
         }

@@ -71,6 +71,37 @@ enum Command {
         #[arg(long)]
         company: Option<String>,
     },
+    /// Re-publish events the spool retained (or parked dead letters), through the running
+    /// server's admin endpoint (server.admin_listen) or, when it is stopped, the spool itself.
+    Replay {
+        /// Configuration file (TOML).
+        #[arg(long, short, env = "HOOKBRIDGE_CONFIG")]
+        config: PathBuf,
+        /// Received at or after: RFC 3339 time, or a duration ago (`2h`). Required unless --parked.
+        #[arg(long, required_unless_present = "parked")]
+        since: Option<String>,
+        /// Received before: RFC 3339 time, or a duration ago.
+        #[arg(long)]
+        until: Option<String>,
+        /// Only events from this source.
+        #[arg(long, short)]
+        source: Option<String>,
+        /// Only types matching this pattern (`*` one segment, `**` the rest).
+        #[arg(long = "type", short)]
+        ty: Option<String>,
+        /// Only to this sink (default: every sink each event went to).
+        #[arg(long)]
+        sink: Option<String>,
+        /// Replay the dead letters parked in the spool (each to the sink it failed on).
+        #[arg(long)]
+        parked: bool,
+        /// List what would be replayed; publish nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the JSON answer.
+        #[arg(long)]
+        json: bool,
+    },
     /// Fatture in Cloud tools.
     Fic {
         #[command(subcommand)]
@@ -232,6 +263,45 @@ fn main() -> ExitCode {
             }
         },
         Command::Healthcheck { url } => healthcheck(&url),
+        Command::Replay {
+            config,
+            since,
+            until,
+            source,
+            ty,
+            sink,
+            parked,
+            dry_run,
+            json,
+        } => {
+            let now = time::OffsetDateTime::now_utc();
+            let parse = |t: Option<String>| {
+                t.map(|t| hookbridge::cli::replay::parse_time(&t, now))
+                    .transpose()
+            };
+            let filter = match (parse(since), parse(until)) {
+                (Ok(since), Ok(until)) => hookbridge::deliver::spool::ReplayFilter {
+                    since,
+                    until,
+                    source,
+                    ty,
+                    sink,
+                    parked,
+                    dry_run,
+                },
+                (Err(e), _) | (_, Err(e)) => {
+                    eprintln!("hookbridge replay: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match replay(&config, &filter, json) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("hookbridge replay: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Fic { command } => match fic(command) {
             Ok(code) => code,
             Err(e) => {
@@ -339,6 +409,24 @@ fn send(
             ExitCode::FAILURE
         })
     })
+}
+
+fn replay(
+    path: &std::path::Path,
+    filter: &hookbridge::deliver::spool::ReplayFilter,
+    json: bool,
+) -> anyhow::Result<()> {
+    let config = config::load(Some(path)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let answer = runtime
+        .block_on(hookbridge::cli::replay::run(&config, filter))
+        .map_err(|e| anyhow::anyhow!(e))?;
+    if json {
+        println!("{answer}");
+    } else {
+        print!("{}", hookbridge::cli::replay::describe(&answer));
+    }
+    Ok(())
 }
 
 fn healthcheck(url: &str) -> ExitCode {

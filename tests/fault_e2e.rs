@@ -444,16 +444,6 @@ async fn kafka_spool_under_faults() {
 
 // ---------------------------------------------------------------- Overload
 
-fn vm_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .expect("status")
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overload_with_a_stalled_sink_is_bounded_and_recovers() {
     let url = std::env::var("HOOKBRIDGE_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
@@ -522,7 +512,7 @@ async fn overload_with_a_stalled_sink_is_bounded_and_recovers() {
     };
     let warm = burst(64, "w").await;
     assert!(warm.iter().all(|(s, _)| *s == 503));
-    let before = vm_rss_kib(child.id());
+    let before = common::vm_rss_kib(child.id());
     for round in 0..5 {
         let results = burst(200, ["a", "b", "c", "d", "e"][round]).await;
         let overloaded = results.iter().filter(|(s, ra)| *s == 503 && *ra).count();
@@ -532,7 +522,7 @@ async fn overload_with_a_stalled_sink_is_bounded_and_recovers() {
             "every request refused with 503 + Retry-After while stalled"
         );
     }
-    let after = vm_rss_kib(child.id());
+    let after = common::vm_rss_kib(child.id());
     println!("overload: VmRSS {before} KiB → {after} KiB over 1,000 refused requests");
     assert!(
         after.saturating_sub(before) < 16 * 1024,

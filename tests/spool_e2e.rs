@@ -6,8 +6,7 @@ mod common;
 mod proxy;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -173,30 +172,7 @@ async fn receiver() -> (std::net::SocketAddr, Arc<AtomicBool>, Arc<Mutex<Vec<Str
 }
 
 fn spawn(config: &std::path::Path) -> (Child, std::net::SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hookbridge"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("HOOKBRIDGE_LOG_FORMAT", "json")
-        .env("HOOKBRIDGE_SERVER__LISTEN", "127.0.0.1:0")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let addr = loop {
-        let line = lines.next().expect("a log line").expect("read");
-        let v: Value = serde_json::from_str(&line).unwrap_or_default();
-        if v["fields"]["message"] == "hookbridge listening" {
-            break v["fields"]["listen"]
-                .as_str()
-                .expect("listen")
-                .parse()
-                .expect("addr");
-        }
-    };
-    // Keep draining stderr so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-    (child, addr)
+    common::spawn_serve(config, &[])
 }
 
 fn sigkill(child: &mut Child) {
@@ -294,16 +270,6 @@ retry_max = "200ms"
     sigkill(&mut child);
 }
 
-fn vm_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .expect("VmRSS")
-}
-
 #[tokio::test]
 async fn full_spool_refuses_with_503_and_flat_memory() {
     let (addr, _open, _got) = receiver().await; // never opens: nothing drains
@@ -356,9 +322,9 @@ max_events = 10
         assert_eq!(refused, n / 8 * 8);
     }
     burst(&http, &url, 1_000).await; // warm-up: steady-state buffers
-    let before = vm_rss_kib(child.id());
+    let before = common::vm_rss_kib(child.id());
     burst(&http, &url, 10_000).await;
-    let after = vm_rss_kib(child.id());
+    let after = common::vm_rss_kib(child.id());
     println!("VmRSS before {before} KiB, after {after} KiB over 10,000 refused requests");
     assert!(
         after.saturating_sub(before) < 8 * 1024,

@@ -2,5 +2,6 @@
 //! (a request the source's verifier accepts, to test routes without the provider).
 
 pub mod fic;
+pub mod replay;
 pub mod routes;
 pub mod send;

@@ -62,6 +62,7 @@ const TOP_LEVEL: &[&str] = &[
     "dedup",
     "spool",
     "quarantine",
+    "dead_letter",
 ];
 /// Paths served by hookbridge itself.
 const RESERVED_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
@@ -85,6 +86,8 @@ pub struct Config {
     pub spool: SpoolConfig,
     /// `[quarantine]`, if configured.
     pub quarantine: Option<QuarantineConfig>,
+    /// `[dead_letter]`: the dead-letter sink's index, if configured.
+    pub dead_letter: Option<usize>,
 }
 
 /// `[quarantine]`, checked.
@@ -111,6 +114,12 @@ pub struct SpoolConfig {
     pub retry_initial: Duration,
     /// Largest forwarder retry delay.
     pub retry_max: Duration,
+    /// Attempts before a retryable failure is dead-lettered (`None`: unlimited).
+    pub max_attempts: Option<u32>,
+    /// How long delivered events are kept for replay.
+    pub retain: Duration,
+    /// Most bytes of delivered events kept.
+    pub retain_max_bytes: u64,
 }
 
 /// `[server]`, with defaults applied.
@@ -197,7 +206,7 @@ pub struct SinkConfig {
 }
 
 /// `[dedup]`, with defaults applied.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct DedupConfig {
     /// Whether duplicates are detected.
     pub enabled: bool,
@@ -205,6 +214,8 @@ pub struct DedupConfig {
     pub window: Duration,
     /// Most ids remembered.
     pub max_entries: usize,
+    /// Where remembered ids persist, if anywhere.
+    pub path: Option<std::path::PathBuf>,
 }
 
 /// Loads and validates `path`, or the built-in default when `None`; environment overrides apply
@@ -369,10 +380,14 @@ pub fn validate(figment: Figment, origin: &str) -> Result<Config, ConfigErrors> 
     let dedup = check_dedup(&mut c, top.contains_key("dedup"));
     let spool = check_spool(&mut c, top.contains_key("spool"));
     let quarantine = check_quarantine(&mut c, top.contains_key("quarantine"), &sinks);
-    match (server, router, dedup, spool, quarantine) {
-        (Some(server), Some(router), Some(dedup), Some(spool), Some(quarantine)) if c.errors.is_empty() => {
+    let dead_letter = check_dead_letter(&mut c, top.contains_key("dead_letter"), &sinks);
+    match (server, router, dedup, spool, quarantine, dead_letter) {
+        (Some(server), Some(router), Some(dedup), Some(spool), Some(quarantine), Some(dead_letter))
+            if c.errors.is_empty() =>
+        {
             Ok(Config {
                 quarantine,
+                dead_letter,
                 origin: origin.to_owned(),
                 server,
                 sources,
@@ -984,6 +999,7 @@ fn check_dedup(c: &mut Checker<'_>, present: bool) -> Option<DedupConfig> {
             enabled: None,
             window: None,
             max_entries: None,
+            path: None,
         }
     };
     let max_entries = raw.max_entries.unwrap_or(100_000);
@@ -998,6 +1014,7 @@ fn check_dedup(c: &mut Checker<'_>, present: bool) -> Option<DedupConfig> {
         enabled: raw.enabled.unwrap_or(true),
         window: raw.window.map_or(Duration::from_secs(3600), |w| w.0),
         max_entries,
+        path: raw.path,
     })
 }
 
@@ -1026,6 +1043,25 @@ fn check_quarantine(
     }))
 }
 
+fn check_dead_letter(c: &mut Checker<'_>, present: bool, sinks: &[SinkConfig]) -> Option<Option<usize>> {
+    if !present {
+        return Some(None);
+    }
+    let raw: raw::DeadLetterRaw = c.extract("dead_letter")?;
+    match sinks.iter().position(|s| s.name == raw.sink) {
+        Some(i) => Some(Some(i)),
+        None => {
+            let defined: Vec<&str> = sinks.iter().map(|s| s.name.as_str()).collect();
+            c.error(
+                "dead_letter.sink",
+                format!("no sink named {:?}", raw.sink),
+                Some(format!("defined: {}", defined.join(", "))),
+            );
+            None
+        }
+    }
+}
+
 fn check_spool(c: &mut Checker<'_>, present: bool) -> Option<SpoolConfig> {
     let raw: SpoolRaw = if present {
         c.extract("spool")?
@@ -1038,7 +1074,17 @@ fn check_spool(c: &mut Checker<'_>, present: bool) -> Option<SpoolConfig> {
         max_bytes: raw.max_bytes.map_or(1 << 30, |b| b.0),
         retry_initial: raw.retry_initial.map_or(Duration::from_millis(200), |d| d.0),
         retry_max: raw.retry_max.map_or(Duration::from_secs(30), |d| d.0),
+        max_attempts: raw.max_attempts,
+        retain: raw.retain.map_or(Duration::from_secs(24 * 3600), |d| d.0),
+        retain_max_bytes: raw.retain_max_bytes.map_or(256 << 20, |b| b.0),
     };
+    if cfg.max_attempts == Some(0) {
+        c.error(
+            "spool.max_attempts",
+            "must be above zero",
+            Some("leave it out to retry until the sink takes the event".into()),
+        );
+    }
     if cfg.max_events == 0 {
         c.error("spool.max_events", "must be above zero", None);
     }

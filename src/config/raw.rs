@@ -255,6 +255,9 @@ pub struct DedupRaw {
     pub window: Option<HumanDuration>,
     /// Most ids remembered; the oldest are forgotten first. Default `100000`.
     pub max_entries: Option<usize>,
+    /// A file keeping the remembered ids across restarts (created if missing; one process at a
+    /// time). Default: none, ids are kept in memory only.
+    pub path: Option<std::path::PathBuf>,
 }
 
 /// `[sources.NAME.verify]` for `kind = "fattureincloud"` (every key optional).
@@ -323,6 +326,23 @@ pub struct SpoolRaw {
     pub retry_initial: Option<HumanDuration>,
     /// Largest retry delay of a forwarder. Default `30s`.
     pub retry_max: Option<HumanDuration>,
+    /// Attempts per event and sink before it is dead-lettered (retryable failures). Default:
+    /// unlimited (a sink that is down only delays its events).
+    pub max_attempts: Option<u32>,
+    /// How long delivered events are kept for `hookbridge replay`. Default `24h`; `0s` keeps
+    /// nothing.
+    pub retain: Option<HumanDuration>,
+    /// Most bytes of delivered events kept for replay (the oldest go first). Default `256MiB`.
+    pub retain_max_bytes: Option<ByteSize>,
+}
+
+/// `[dead_letter]`: where events go that a sink refused permanently or that exhausted
+/// `spool.max_attempts`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterRaw {
+    /// The sink receiving them (the original event plus `hbdl*` extensions saying why). Required.
+    pub sink: String,
 }
 
 /// `[quarantine]`: where rejected requests go for debugging.

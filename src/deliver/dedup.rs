@@ -1,15 +1,29 @@
-//! In-memory, bounded deduplication keyed `(source name, CE source, CE id)`.
+//! Bounded deduplication keyed `(source name, CE source, CE id)`, in memory and optionally
+//! persisted (`dedup.path`) so it survives restarts.
 //!
 //! An id counts as seen only once its event is safe (every chosen sink acked). A request whose id
 //! is in flight waits for that outcome: if the first attempt succeeded the waiter answers
 //! `duplicate`; if it failed, the waiter takes over and publishes itself. Bounded by a maximum
 //! number of remembered ids (oldest forgotten first) and a time window.
+//!
+//! Persistence: each delivered key is handed to a writer thread that group-commits them to a
+//! redb file (fsynced), and prunes the file by the same window and bound. The answer to the
+//! request does not wait for that commit: a crash can forget the last few milliseconds of keys,
+//! which only means a provider's retry is published again (at-least-once), never a lost event.
+//! At start, the keys still inside the window are loaded back.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::sync::{mpsc, Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::watch;
+
+/// Key (JSON array of the three parts) → unix milliseconds it was delivered.
+const KEYS: TableDefinition<&str, u64> = TableDefinition::new("keys");
+/// (unix milliseconds, key) → (): delivery order, for pruning.
+const ORDER: TableDefinition<(u64, &str), ()> = TableDefinition::new("order");
 
 /// `(source name, CE source, CE id)`.
 pub type Key = (String, String, String);
@@ -33,6 +47,7 @@ pub struct Dedup {
     inner: Arc<Mutex<Inner>>,
     window: Duration,
     max_entries: usize,
+    store: Option<Arc<Store>>,
 }
 
 /// The result of claiming a key.
@@ -60,6 +75,53 @@ impl Dedup {
             })),
             window,
             max_entries: max_entries.max(1),
+            store: None,
+        }
+    }
+
+    /// A table persisted in the redb file `path` (created if missing): keys delivered within
+    /// `window` before a restart are still duplicates after it.
+    pub fn open(window: Duration, max_entries: usize, path: &Path) -> Result<Self, String> {
+        let mut dedup = Dedup::new(window, max_entries);
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        let db = Database::create(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let max = dedup.max_entries;
+        let loaded = load(&db, window, max).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        {
+            let mut inner = dedup.lock();
+            let now_ms = unix_ms();
+            let now = Instant::now();
+            for (key, ms) in loaded {
+                let Some(at) = now.checked_sub(Duration::from_millis(now_ms.saturating_sub(ms))) else {
+                    continue;
+                };
+                inner.map.insert(key.clone(), Entry::Done(at));
+                inner.order.push_back((key, at));
+            }
+        }
+        let (tx, rx) = mpsc::sync_channel::<Msg>(65_536);
+        let handle = std::thread::Builder::new()
+            .name("hookbridge-dedup".into())
+            .spawn(move || store_writer(db, rx, window, max))
+            .map_err(|e| e.to_string())?;
+        dedup.store = Some(Arc::new(Store {
+            tx: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(handle)),
+        }));
+        Ok(dedup)
+    }
+
+    /// Waits until every key marked so far is on disk (no-op when not persisted).
+    pub fn flush(&self) {
+        let Some(store) = &self.store else { return };
+        let (tx, rx) = mpsc::channel();
+        let sender = store.tx.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        if let Some(sender) = sender {
+            if sender.send(Msg::Flush(tx)).is_ok() {
+                let _ = rx.recv_timeout(Duration::from_secs(10));
+            }
         }
     }
 
@@ -109,6 +171,9 @@ impl Dedup {
         let mut inner = self.lock();
         if delivered {
             let now = Instant::now();
+            if let Some(store) = &self.store {
+                store.mark(&key);
+            }
             inner.map.insert(key.clone(), Entry::Done(now));
             inner.order.push_back((key, now));
             self.evict(&mut inner, now);
@@ -128,6 +193,137 @@ impl Dedup {
             // Only forget the entry this record describes (not a newer delivery of the same key).
             if matches!(inner.map.get(&key), Some(Entry::Done(t)) if *t == at) {
                 inner.map.remove(&key);
+            }
+        }
+    }
+}
+
+/// The persisted side: a writer thread owning the redb file.
+struct Store {
+    tx: Mutex<Option<mpsc::SyncSender<Msg>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+enum Msg {
+    Mark(String, u64),
+    Flush(mpsc::Sender<()>),
+}
+
+impl Store {
+    fn mark(&self, key: &Key) {
+        let Ok(text) = serde_json::to_string(key) else {
+            return;
+        };
+        let sender = self.tx.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        if let Some(sender) = sender {
+            if sender.try_send(Msg::Mark(text, unix_ms())).is_err() {
+                // The disk is far behind: this key stays in memory only (a restart may publish
+                // a retry of it again — at-least-once, nothing lost).
+                metrics::counter!("hookbridge_dedup_persist_dropped_total").increment(1);
+            }
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // Close the queue; the writer commits what is queued, then exits.
+        self.tx.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(w) = self.writer.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            let _ = w.join();
+        }
+    }
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Prunes the file and returns the keys it still holds, oldest first.
+fn load(db: &Database, window: Duration, max: usize) -> Result<Vec<(Key, u64)>, redb::Error> {
+    let txn = db.begin_write()?;
+    {
+        txn.open_table(KEYS)?;
+        txn.open_table(ORDER)?;
+    }
+    prune(&txn, window, max)?;
+    txn.commit()?;
+    let txn = db.begin_read()?;
+    let order = txn.open_table(ORDER)?;
+    let mut out = Vec::new();
+    for entry in order.iter()? {
+        let (k, _) = entry?;
+        let (ms, text) = k.value();
+        if let Ok(key) = serde_json::from_str::<Key>(text) {
+            out.push((key, ms));
+        }
+    }
+    Ok(out)
+}
+
+/// Deletes keys older than the window, then the oldest beyond `max`.
+fn prune(txn: &redb::WriteTransaction, window: Duration, max: usize) -> Result<(), redb::Error> {
+    let cutoff = unix_ms().saturating_sub(u64::try_from(window.as_millis()).unwrap_or(u64::MAX));
+    let mut keys = txn.open_table(KEYS)?;
+    let mut order = txn.open_table(ORDER)?;
+    let excess = usize::try_from(order.len()?)
+        .unwrap_or(usize::MAX)
+        .saturating_sub(max);
+    let mut doomed: Vec<(u64, String)> = Vec::new();
+    for (i, entry) in order.iter()?.enumerate() {
+        let (k, _) = entry?;
+        let (ms, text) = k.value();
+        if ms >= cutoff && i >= excess {
+            break;
+        }
+        doomed.push((ms, text.to_owned()));
+    }
+    for (ms, text) in doomed {
+        order.remove((ms, text.as_str()))?;
+        let current = keys.get(text.as_str())?.map(|v| v.value());
+        if current == Some(ms) {
+            keys.remove(text.as_str())?;
+        }
+    }
+    Ok(())
+}
+
+/// Group commit: every mark queued when a commit starts shares its fsync.
+fn store_writer(db: Database, rx: mpsc::Receiver<Msg>, window: Duration, max: usize) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < 4096 {
+            match rx.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        let result = (|| -> Result<(), redb::Error> {
+            let txn = db.begin_write()?;
+            {
+                let mut keys = txn.open_table(KEYS)?;
+                let mut order = txn.open_table(ORDER)?;
+                for m in &batch {
+                    if let Msg::Mark(text, ms) = m {
+                        if let Some(old) = keys.insert(text.as_str(), *ms)?.map(|v| v.value()) {
+                            order.remove((old, text.as_str()))?;
+                        }
+                        order.insert((*ms, text.as_str()), ())?;
+                    }
+                }
+            }
+            prune(&txn, window, max)?;
+            txn.commit()?;
+            Ok(())
+        })();
+        if let Err(e) = result {
+            tracing::error!(error = %e, "cannot persist dedup keys; they stay in memory only");
+        }
+        for m in batch {
+            if let Msg::Flush(done) = m {
+                let _ = done.send(());
             }
         }
     }
@@ -153,6 +349,43 @@ impl Drop for Guard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn persisted_keys_survive_a_reopen_within_the_window() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("dedup.redb");
+        {
+            let d = Dedup::open(Duration::from_secs(60), 10, &path).expect("open");
+            for id in ["a", "b", "c"] {
+                let Claim::Owner(g) = d.claim(key(id)).await else {
+                    panic!("owner")
+                };
+                g.delivered();
+            }
+            let Claim::Owner(g) = d.claim(key("failed")).await else {
+                panic!("owner")
+            };
+            drop(g);
+            d.flush();
+        }
+        let d = Dedup::open(Duration::from_secs(60), 2, &path).expect("reopen");
+        assert_eq!(d.len(), 2, "bounded to max_entries on load");
+        assert!(matches!(d.claim(key("c")).await, Claim::Duplicate));
+        assert!(matches!(d.claim(key("b")).await, Claim::Duplicate));
+        assert!(
+            matches!(d.claim(key("a")).await, Claim::Owner(_)),
+            "oldest pruned"
+        );
+        assert!(
+            matches!(d.claim(key("failed")).await, Claim::Owner(_)),
+            "never marked"
+        );
+        drop(d);
+        // A window that has passed: nothing is loaded back.
+        std::thread::sleep(Duration::from_millis(30));
+        let d = Dedup::open(Duration::from_millis(20), 10, &path).expect("reopen");
+        assert!(d.is_empty());
+    }
 
     fn key(id: &str) -> Key {
         ("s".into(), "src".into(), id.into())

@@ -2,17 +2,30 @@
 //! full jitter between attempts (honouring a sink's `retry_after`), and records progress in the
 //! spool so a restart resumes where it left off.
 //!
-//! A permanently failing event is not dropped: it stays at the head of the sink's queue, retried
-//! at the maximum backoff and logged at error level (dead-letter sinks are a later addition).
+//! An event the sink refuses permanently, or that used up `spool.max_attempts`, is
+//! dead-lettered: sent to the dead-letter sink (retried like any publish while that sink is
+//! unavailable) with the reason, or — with no dead-letter sink, or one that refuses it too —
+//! parked in the spool. Either way it is counted and logged, never dropped, and the forwarder
+//! moves on to the next event.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use hookbridge_sink_core::SinkHandle;
+use hookbridge_sink_core::{Event, SinkError, SinkHandle};
 use rand::Rng;
 use tokio::sync::watch;
 
-use super::spool::Spool;
+use super::spool::{Parked, Record, Spool};
+use super::{dead_letter_event, DeadReason};
+
+/// When and where events are dead-lettered.
+#[derive(Clone, Default)]
+pub struct DeadLetters {
+    /// Attempts before a retryable failure is dead-lettered (`None`: never).
+    pub max_attempts: Option<u32>,
+    /// The dead-letter sink, if configured.
+    pub sink: Option<SinkHandle>,
+}
 
 /// Backoff settings.
 #[derive(Debug, Clone, Copy)]
@@ -42,6 +55,7 @@ pub async fn run(
     all_sinks: Vec<String>,
     publish_timeout: Duration,
     backoff: Backoff,
+    dead_letters: DeadLetters,
     mut stop: watch::Receiver<bool>,
 ) {
     let name = sink.name().to_owned();
@@ -77,6 +91,7 @@ pub async fn run(
             (None, scanned) => (None, scanned),
         };
         let Some((seq, record)) = record else {
+            spool.set_head(&name, None);
             if scanned > cursor {
                 // Skip records meant for other sinks.
                 cursor = scanned;
@@ -89,39 +104,150 @@ pub async fn run(
             }
             continue;
         };
+        if attempt == 0 {
+            spool.set_head(&name, record.received());
+        }
         let event = record.event();
-        let result = match tokio::time::timeout(publish_timeout, sink.publish(&event)).await {
-            Ok(r) => r,
-            Err(_) => Err(hookbridge_sink_core::SinkError::timeout(
-                "no acknowledgement within the publish deadline",
-            )),
-        };
-        match result {
+        let result = publish(&sink, &event, publish_timeout).await;
+        let done = match result {
             Ok(_) => {
-                attempt = 0;
-                cursor = seq;
-                if let Err(e) = spool.advance(&name, seq, &all_sinks).await {
-                    tracing::error!(sink = %name, error = %e, "cannot record spool progress");
-                }
                 tracing::debug!(sink = %name, event_id = %event.id, seq, "spooled event delivered");
+                true
             }
             Err(e) => {
                 attempt = attempt.saturating_add(1);
-                metrics::counter!("hookbridge_retries_total", "sink" => name.clone()).increment(1);
-                let delay = if e.is_retryable() {
+                let exhausted = dead_letters.max_attempts.is_some_and(|m| attempt >= m);
+                if e.is_retryable() && !exhausted {
+                    metrics::counter!("hookbridge_retries_total", "sink" => name.clone()).increment(1);
                     tracing::warn!(sink = %name, event_id = %event.id, seq, attempt, error = %e, "spooled publish failed; retrying");
-                    backoff.delay(attempt, e.retry_after())
+                    if sleep_or_stop(&mut stop, backoff.delay(attempt, e.retry_after())).await {
+                        return;
+                    }
+                    false
                 } else {
-                    tracing::error!(sink = %name, event_id = %event.id, seq, attempt, error = %e,
-                        "spooled event rejected permanently; it stays in the spool and blocks this sink");
-                    backoff.max
-                };
-                if sleep_or_stop(&mut stop, delay).await {
-                    return;
+                    let reason = if e.is_retryable() {
+                        DeadReason::Exhausted
+                    } else {
+                        DeadReason::Rejected
+                    };
+                    let dead = Dead {
+                        seq,
+                        record: &record,
+                        event: &event,
+                        reason,
+                        attempts: attempt,
+                        error: &e,
+                    };
+                    match dead_letter(
+                        &spool,
+                        &name,
+                        &dead,
+                        &dead_letters,
+                        publish_timeout,
+                        backoff,
+                        &mut stop,
+                    )
+                    .await
+                    {
+                        Some(()) => true,
+                        None => return,
+                    }
+                }
+            }
+        };
+        if done {
+            attempt = 0;
+            cursor = seq;
+            spool.note_done(&name);
+            if let Err(e) = spool.advance(&name, seq, &all_sinks).await {
+                tracing::error!(sink = %name, error = %e, "cannot record spool progress");
+            }
+        }
+    }
+}
+
+async fn publish(sink: &SinkHandle, event: &Event, deadline: Duration) -> Result<(), SinkError> {
+    super::publish_timed(sink, event, deadline).await.map(|_| ())
+}
+
+/// An event being dead-lettered.
+struct Dead<'a> {
+    seq: u64,
+    record: &'a Record,
+    event: &'a Event,
+    reason: DeadReason,
+    attempts: u32,
+    error: &'a SinkError,
+}
+
+/// Sends `dead` to the dead-letter sink (retrying while it is unavailable), or parks it in the
+/// spool when there is none or it refuses. `None` when told to stop first (the event stays
+/// where it was and is tried again after a restart).
+async fn dead_letter(
+    spool: &Spool,
+    sink: &str,
+    dead: &Dead<'_>,
+    policy: &DeadLetters,
+    publish_timeout: Duration,
+    backoff: Backoff,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<()> {
+    let reason = dead.reason.as_str();
+    let target = policy.sink.as_ref().filter(|dl| dl.name() != sink);
+    let mut last_error = dead.error.to_string();
+    if let Some(dl) = target {
+        let letter = dead_letter_event(dead.event, sink, dead.reason, dead.attempts, dead.error);
+        let mut tries = 0;
+        loop {
+            match publish(dl, &letter, publish_timeout).await {
+                Ok(()) => {
+                    metrics::counter!("hookbridge_dead_letters_total", "sink" => sink.to_owned(), "reason" => reason)
+                        .increment(1);
+                    tracing::warn!(sink = %sink, event_id = %dead.event.id, seq = dead.seq, reason, attempts = dead.attempts,
+                        error = %dead.error, dead_letter = %dl.name(), "spooled event sent to the dead-letter sink");
+                    return Some(());
+                }
+                Err(e) if e.is_retryable() => {
+                    tries += 1;
+                    tracing::warn!(sink = %sink, dead_letter = %dl.name(), error = %e, "dead-letter sink unavailable; retrying");
+                    if sleep_or_stop(stop, backoff.delay(tries, e.retry_after())).await {
+                        return None;
+                    }
+                }
+                Err(e) => {
+                    last_error = format!(
+                        "{}; the dead-letter sink {} refused it too: {e}",
+                        dead.error,
+                        dl.name()
+                    );
+                    break;
                 }
             }
         }
     }
+    let parked = Parked {
+        reason: reason.to_owned(),
+        attempts: dead.attempts,
+        error: last_error,
+        record: dead.record.clone(),
+    };
+    loop {
+        match spool.park(dead.seq, sink, &parked).await {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::error!(sink = %sink, error = %e, "cannot park a dead letter; retrying");
+                if sleep_or_stop(stop, backoff.max).await {
+                    return None;
+                }
+            }
+        }
+    }
+    metrics::counter!("hookbridge_dead_letters_total", "sink" => sink.to_owned(), "reason" => reason)
+        .increment(1);
+    metrics::gauge!("hookbridge_spool_parked").set(spool.parked() as f64);
+    tracing::error!(sink = %sink, event_id = %dead.event.id, seq = dead.seq, reason, attempts = dead.attempts,
+        error = %parked.error, "spooled event parked in the spool (no dead-letter sink took it); `hookbridge replay --parked` re-sends it");
+    Some(())
 }
 
 /// Sleeps for `d`; returns true if told to stop meanwhile.

@@ -54,6 +54,9 @@ pub enum EventOutcome {
     Failed(Vec<(String, SinkError)>),
     /// Durably spooled; one receipt per target sink (`"spooled": seq`).
     Spooled(Vec<Receipt>),
+    /// Some sink refused the event permanently and it went to the dead-letter sink; receipts of
+    /// the sinks that took it and of the dead-letter sink (`"dead_letter_for"`).
+    DeadLettered(Vec<Receipt>),
     /// Not taken, for a reason that clears by itself (spool full or unwritable): 503 `code`.
     Refused {
         /// Reason code.
@@ -73,9 +76,56 @@ impl EventOutcome {
             EventOutcome::Failed(f) if f.iter().any(|(_, e)| e.is_retryable()) => "sink_unavailable",
             EventOutcome::Failed(_) => "sink_rejected",
             EventOutcome::Spooled(_) => "spooled",
+            EventOutcome::DeadLettered(_) => "dead_lettered",
             EventOutcome::Refused { code, .. } => code,
         }
     }
+}
+
+/// Why an event was dead-lettered (the `hbdlreason` extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeadReason {
+    /// The sink refused it permanently.
+    Rejected,
+    /// Retryable failures used up `spool.max_attempts`.
+    Exhausted,
+}
+
+impl DeadReason {
+    /// The reason's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadReason::Rejected => "rejected",
+            DeadReason::Exhausted => "exhausted",
+        }
+    }
+}
+
+/// The event sent to the dead-letter sink: the original, unchanged, plus extensions saying which
+/// sink failed (`hbdlsink`), why (`hbdlreason`), after how many attempts (`hbdlattempts`) and
+/// the last error (`hbdlerror`).
+pub fn dead_letter_event(
+    event: &Event,
+    sink: &str,
+    reason: DeadReason,
+    attempts: u32,
+    error: &SinkError,
+) -> Event {
+    use hookbridge_sink_core::ExtensionValue;
+    let mut e = event.clone();
+    e.extensions
+        .insert("hbdlsink".into(), ExtensionValue::String(sink.to_owned()));
+    e.extensions.insert(
+        "hbdlreason".into(),
+        ExtensionValue::String(reason.as_str().to_owned()),
+    );
+    e.extensions.insert(
+        "hbdlattempts".into(),
+        ExtensionValue::Integer(i64::from(attempts)),
+    );
+    e.extensions
+        .insert("hbdlerror".into(), ExtensionValue::String(error.to_string()));
+    e
 }
 
 /// The fan-out engine shared by every request.
@@ -84,6 +134,7 @@ pub struct Deliverer {
     router: Router,
     dedup: Option<Dedup>,
     publish_timeout: Duration,
+    dead_letter: Option<usize>,
 }
 
 impl Deliverer {
@@ -99,7 +150,19 @@ impl Deliverer {
             router,
             dedup,
             publish_timeout,
+            dead_letter: None,
         }
+    }
+
+    /// Sends permanently refused events to sink `index` (`[dead_letter]`).
+    pub fn with_dead_letter(mut self, index: Option<usize>) -> Self {
+        self.dead_letter = index;
+        self
+    }
+
+    /// The dead-letter sink, if configured.
+    pub fn dead_letter_sink(&self) -> Option<&SinkHandle> {
+        self.dead_letter.and_then(|i| self.sinks.get(i))
     }
 
     /// The dedup table, if enabled.
@@ -146,11 +209,60 @@ impl Deliverer {
             if let Some(g) = guard {
                 g.delivered();
             }
-            EventOutcome::Delivered(receipts)
-        } else {
-            // The guard drops here: the id is released so the provider's retry publishes again.
-            EventOutcome::Failed(failures)
+            return EventOutcome::Delivered(receipts);
         }
+        match self.dead_letter_sync(event, failures).await {
+            Ok(dead) => {
+                receipts.extend(dead);
+                if let Some(g) = guard {
+                    g.delivered();
+                }
+                EventOutcome::DeadLettered(receipts)
+            }
+            // The guard drops here: the id is released so the provider's retry publishes again.
+            Err(failures) => EventOutcome::Failed(failures),
+        }
+    }
+
+    /// Sync mode: when every failure is permanent and a dead-letter sink is configured (and is
+    /// not itself among the failed), each failure goes there. `Err` keeps the failures (plus the
+    /// dead-letter sink's own, if it failed) for the answer.
+    async fn dead_letter_sync(
+        &self,
+        event: &Event,
+        failures: Vec<(String, SinkError)>,
+    ) -> Result<Vec<Receipt>, Vec<(String, SinkError)>> {
+        let Some(dl) = self.dead_letter_sink() else {
+            return Err(failures);
+        };
+        if failures
+            .iter()
+            .any(|(name, e)| e.is_retryable() || name == dl.name())
+        {
+            return Err(failures);
+        }
+        let mut receipts = Vec::with_capacity(failures.len());
+        for (name, error) in &failures {
+            let dead = dead_letter_event(event, name, DeadReason::Rejected, 1, error);
+            match self.publish_one(dl, &dead).await {
+                Ok(r) => {
+                    metrics::counter!("hookbridge_dead_letters_total", "sink" => name.clone(), "reason" => "rejected")
+                        .increment(1);
+                    tracing::warn!(sink = %name, event_id = %event.id, dead_letter = %dl.name(), error = %error,
+                        "event refused permanently; sent to the dead-letter sink");
+                    receipts.push(
+                        r.with("dead_letter_for", name.as_str())
+                            .with("error", error.to_string()),
+                    );
+                }
+                Err(e) => {
+                    let mut failures = failures;
+                    failures.push((dl.name().to_owned(), e));
+                    return Err(failures);
+                }
+            }
+        }
+        Ok(receipts)
     }
 
     /// Claims the event's dedup key: `Ok(guard)` to go on (no guard when dedup is off), or

@@ -11,8 +11,13 @@
 //!   committed without their own fsync; they become durable with the next append's commit. After
 //!   a crash a cursor may lag, so a sink may see an event again — never miss one
 //!   (at-least-once).
-//! - **Retention**: records every sink has passed are deleted.
-//! - **Bounds**: `max_events` and `max_bytes`; past either, appends are refused (503).
+//! - **Retention**: records every sink has passed move to the `retained` table, kept for
+//!   `hookbridge replay` by age and size (`spool.retain`, `spool.retain_max_bytes`), oldest
+//!   dropped first; with `retain = "0s"` they are deleted.
+//! - **Parked**: dead letters with nowhere to go (no dead-letter sink, or it refused them) are
+//!   kept per `(sequence, sink)` with the reason, until replayed with `--parked`.
+//! - **Bounds**: `max_events` and `max_bytes` (of records still to deliver); past either, appends
+//!   are refused (503). Retained and parked records do not count against them.
 //!
 //! The spool belongs to one process: redb locks the file. Tools that read it go through the
 //! running server, or run while it is stopped.
@@ -30,6 +35,10 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const CURSORS: TableDefinition<&str, u64> = TableDefinition::new("cursors");
+/// Delivered records kept for replay (same encoding as `events`).
+const RETAINED: TableDefinition<u64, &[u8]> = TableDefinition::new("retained");
+/// (sequence, sink) → [`Parked`] JSON.
+const PARKED: TableDefinition<(u64, &str), &[u8]> = TableDefinition::new("parked");
 
 /// Why an append failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -97,6 +106,27 @@ impl Record {
         }
     }
 
+    /// The event id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The event type.
+    pub fn ty(&self) -> &str {
+        &self.ty
+    }
+
+    /// The hookbridge source it arrived on (`hbsource`).
+    pub fn source_name(&self) -> Option<&str> {
+        self.extensions.get("hbsource").and_then(|v| v.as_str())
+    }
+
+    /// When hookbridge received it (`hbreceived`).
+    pub fn received(&self) -> Option<time::OffsetDateTime> {
+        let text = self.extensions.get("hbreceived")?.as_str()?;
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
+    }
+
     /// The event back.
     pub fn event(&self) -> Event {
         let mut e = Event::new(self.id.clone(), self.source.clone(), self.ty.clone());
@@ -124,6 +154,85 @@ impl Record {
     }
 }
 
+/// A dead letter kept in the spool.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Parked {
+    /// `rejected` or `exhausted`.
+    pub reason: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The last error.
+    pub error: String,
+    /// The event (its `targets` name the sink it failed on).
+    pub record: Record,
+}
+
+/// What `replay` selects.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayFilter {
+    /// Received at or after (RFC 3339).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub since: Option<time::OffsetDateTime>,
+    /// Received before (RFC 3339).
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub until: Option<time::OffsetDateTime>,
+    /// Only events from this hookbridge source.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Only types matching this pattern (`*` one segment, `**` any).
+    #[serde(default, rename = "type")]
+    pub ty: Option<String>,
+    /// Only to this sink (default: every sink the event went to).
+    #[serde(default)]
+    pub sink: Option<String>,
+    /// Replay the parked dead letters (to the sink each failed on) instead of delivered events.
+    #[serde(default)]
+    pub parked: bool,
+    /// List what would be replayed; publish nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// One event `replay` selected.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Replayed {
+    /// Its sequence number in the spool.
+    pub seq: u64,
+    /// Event id.
+    pub id: String,
+    /// Event type.
+    pub r#type: String,
+    /// The hookbridge source.
+    pub source: Option<String>,
+    /// When it was received.
+    pub received: Option<String>,
+    /// The sinks it is (or would be) re-published to.
+    pub sinks: Vec<String>,
+    /// Its new sequence number (not on a dry run).
+    pub requeued_as: Option<u64>,
+}
+
+/// Retention of delivered records.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Retention {
+    /// How long (zero: not kept).
+    pub age: std::time::Duration,
+    /// Most bytes kept.
+    pub max_bytes: u64,
+}
+
+/// One sink's backlog.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Backlog {
+    /// Records still to deliver to it.
+    pub events: u64,
+    /// Age in seconds of the record it is working on, if any.
+    pub oldest_age_seconds: Option<f64>,
+    #[serde(skip)]
+    head_received: Option<time::OffsetDateTime>,
+}
+
 struct Append {
     bytes: Vec<u8>,
     reply: oneshot::Sender<Result<u64, SpoolError>>,
@@ -145,6 +254,10 @@ pub struct Spool {
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Woken on every commit of new records.
     pub new_data: Arc<Notify>,
+    retention: Mutex<Retention>,
+    retained: Mutex<Usage>,
+    parked: Mutex<u64>,
+    backlog: Mutex<BTreeMap<String, Backlog>>,
 }
 
 impl Drop for Spool {
@@ -171,17 +284,41 @@ impl Spool {
             .map_err(|e| SpoolError::Io(format!("cannot open {}: {e}", path.display())))?;
         let db = Arc::new(db);
         let mut usage = Usage::default();
+        let mut retained = Usage::default();
+        let mut parked = 0;
+        let mut backlog: BTreeMap<String, Backlog> = BTreeMap::new();
         let mut next_seq = 1;
         {
             let txn = db.begin_write().map_err(io)?;
             {
                 let events = txn.open_table(EVENTS).map_err(io)?;
-                txn.open_table(CURSORS).map_err(io)?;
+                let cursors = txn.open_table(CURSORS).map_err(io)?;
+                let retained_table = txn.open_table(RETAINED).map_err(io)?;
+                let parked_table = txn.open_table(PARKED).map_err(io)?;
                 for entry in events.iter().map_err(io)? {
                     let (k, v) = entry.map_err(io)?;
                     usage.events += 1;
                     usage.bytes += v.value().len() as u64;
                     next_seq = k.value() + 1;
+                    if let Ok(record) = serde_json::from_slice::<Record>(v.value()) {
+                        for t in &record.targets {
+                            let cursor = cursors.get(t.as_str()).map_err(io)?.map_or(0, |c| c.value());
+                            if cursor < k.value() {
+                                backlog.entry(t.clone()).or_default().events += 1;
+                            }
+                        }
+                    }
+                }
+                for entry in retained_table.iter().map_err(io)? {
+                    let (k, v) = entry.map_err(io)?;
+                    retained.events += 1;
+                    retained.bytes += v.value().len() as u64;
+                    next_seq = next_seq.max(k.value() + 1);
+                }
+                for entry in parked_table.iter().map_err(io)? {
+                    let (k, _) = entry.map_err(io)?;
+                    parked += 1;
+                    next_seq = next_seq.max(k.value().0 + 1);
                 }
             }
             txn.commit().map_err(io)?;
@@ -202,7 +339,225 @@ impl Spool {
             appends: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
             new_data,
+            retention: Mutex::new(Retention::default()),
+            retained: Mutex::new(retained),
+            parked: Mutex::new(parked),
+            backlog: Mutex::new(backlog),
         }))
+    }
+
+    /// Keeps delivered records for replay (default: not kept).
+    pub fn set_retention(&self, retention: Retention) {
+        *self.retention.lock().unwrap_or_else(PoisonError::into_inner) = retention;
+    }
+
+    /// Retained (events, bytes).
+    pub fn retained(&self) -> (u64, u64) {
+        let u = *self.retained.lock().unwrap_or_else(PoisonError::into_inner);
+        (u.events, u.bytes)
+    }
+
+    /// Dead letters parked in the spool.
+    pub fn parked(&self) -> u64 {
+        *self.parked.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Each sink's backlog (records still to deliver, age of the one in progress).
+    pub fn backlog(&self) -> BTreeMap<String, Backlog> {
+        let now = time::OffsetDateTime::now_utc();
+        let mut map = self
+            .backlog
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        for b in map.values_mut() {
+            b.oldest_age_seconds = b
+                .head_received
+                .filter(|_| b.events > 0)
+                .map(|at| (now - at).as_seconds_f64().max(0.0));
+        }
+        map
+    }
+
+    /// The forwarder of `sink` is working on a record received at `received` (`None`: idle).
+    pub fn set_head(&self, sink: &str, received: Option<time::OffsetDateTime>) {
+        let mut map = self.backlog.lock().unwrap_or_else(PoisonError::into_inner);
+        map.entry(sink.to_owned()).or_default().head_received = received;
+    }
+
+    /// `sink` is done with one of its records (delivered, dead-lettered or parked).
+    pub fn note_done(&self, sink: &str) {
+        let mut map = self.backlog.lock().unwrap_or_else(PoisonError::into_inner);
+        let b = map.entry(sink.to_owned()).or_default();
+        b.events = b.events.saturating_sub(1);
+    }
+
+    /// Keeps a dead letter of `sink` in the spool.
+    pub async fn park(&self, seq: u64, sink: &str, parked: &Parked) -> Result<(), SpoolError> {
+        let db = self.db.clone();
+        let sink = sink.to_owned();
+        let bytes = serde_json::to_vec(parked).map_err(io)?;
+        blocking(move || {
+            let txn = db.begin_write().map_err(io)?; // fsynced: a dead letter is never lost
+            {
+                let mut table = txn.open_table(PARKED).map_err(io)?;
+                table.insert((seq, sink.as_str()), bytes.as_slice()).map_err(io)?;
+            }
+            txn.commit().map_err(io)
+        })
+        .await?;
+        *self.parked.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        Ok(())
+    }
+
+    /// The parked dead letters, oldest first.
+    pub async fn list_parked(&self) -> Result<Vec<(u64, String, Parked)>, SpoolError> {
+        let db = self.db.clone();
+        blocking(move || {
+            let txn = db.begin_read().map_err(io)?;
+            let table = txn.open_table(PARKED).map_err(io)?;
+            let mut out = Vec::new();
+            for entry in table.iter().map_err(io)? {
+                let (k, v) = entry.map_err(io)?;
+                let (seq, sink) = k.value();
+                if let Ok(p) = serde_json::from_slice::<Parked>(v.value()) {
+                    out.push((seq, sink.to_owned(), p));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Re-publishes what `filter` selects by appending it again (the forwarders deliver it like
+    /// any new event); a dry run only lists it. Delivered events come from the retained records
+    /// and from records some sinks have already passed; `filter.parked` takes the parked dead
+    /// letters instead (removed once re-queued).
+    pub async fn replay(&self, filter: &ReplayFilter) -> Result<Vec<Replayed>, SpoolError> {
+        let pattern = match &filter.ty {
+            Some(p) => Some(crate::route::Pattern::compile(p).map_err(SpoolError::Io)?),
+            None => None,
+        };
+        let keep = move |record: &Record| -> bool {
+            let received = record.received();
+            filter.since.is_none_or(|s| received.is_some_and(|r| r >= s))
+                && filter.until.is_none_or(|u| received.is_some_and(|r| r < u))
+                && filter
+                    .source
+                    .as_deref()
+                    .is_none_or(|s| record.source_name() == Some(s))
+                && pattern.as_ref().is_none_or(|p| p.matches(&record.ty))
+        };
+        let db = self.db.clone();
+        let parked = filter.parked;
+        // (seq, record with the sinks to replay to, parked key)
+        let found: Vec<(u64, Record, Option<String>)> = blocking(move || {
+            let txn = db.begin_read().map_err(io)?;
+            let mut out = Vec::new();
+            if parked {
+                let table = txn.open_table(PARKED).map_err(io)?;
+                for entry in table.iter().map_err(io)? {
+                    let (k, v) = entry.map_err(io)?;
+                    let (seq, sink) = k.value();
+                    if let Ok(p) = serde_json::from_slice::<Parked>(v.value()) {
+                        let mut record = p.record;
+                        record.targets = vec![sink.to_owned()];
+                        out.push((seq, record, Some(sink.to_owned())));
+                    }
+                }
+                return Ok(out);
+            }
+            let retained = txn.open_table(RETAINED).map_err(io)?;
+            for entry in retained.iter().map_err(io)? {
+                let (k, v) = entry.map_err(io)?;
+                if let Ok(record) = serde_json::from_slice::<Record>(v.value()) {
+                    out.push((k.value(), record, None));
+                }
+            }
+            let cursors = txn.open_table(CURSORS).map_err(io)?;
+            let events = txn.open_table(EVENTS).map_err(io)?;
+            for entry in events.iter().map_err(io)? {
+                let (k, v) = entry.map_err(io)?;
+                let Ok(mut record) = serde_json::from_slice::<Record>(v.value()) else {
+                    continue;
+                };
+                let mut passed = Vec::new();
+                for t in &record.targets {
+                    if cursors
+                        .get(t.as_str())
+                        .map_err(io)?
+                        .is_some_and(|c| c.value() >= k.value())
+                    {
+                        passed.push(t.clone());
+                    }
+                }
+                if !passed.is_empty() {
+                    record.targets = passed;
+                    out.push((k.value(), record, None));
+                }
+            }
+            Ok(out)
+        })
+        .await?;
+        let mut selected = Vec::new();
+        let replayed_at = serde_json::Value::String(crate::normalize::now_rfc3339());
+        for (seq, mut record, parked_sink) in found {
+            // Copies made by an earlier replay are not selected again (their originals are).
+            let copy = record.extensions.contains_key("hbreplay");
+            if !keep(&record) || (copy && parked_sink.is_none()) {
+                continue;
+            }
+            if let Some(sink) = &filter.sink {
+                record.targets.retain(|t| t == sink);
+            }
+            if record.targets.is_empty() {
+                continue;
+            }
+            let mut item = Replayed {
+                seq,
+                id: record.id.clone(),
+                r#type: record.ty.clone(),
+                source: record.source_name().map(str::to_owned),
+                received: record
+                    .extensions
+                    .get("hbreceived")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned),
+                sinks: record.targets.clone(),
+                requeued_as: None,
+            };
+            if !filter.dry_run {
+                // Consumers can tell a replayed copy by its `hbreplay` extension (replay time).
+                record.extensions.insert("hbreplay".into(), replayed_at.clone());
+                item.requeued_as = Some(self.append(&record).await?);
+                if let Some(sink) = parked_sink {
+                    self.unpark(seq, &sink).await?;
+                }
+            }
+            selected.push(item);
+        }
+        Ok(selected)
+    }
+
+    async fn unpark(&self, seq: u64, sink: &str) -> Result<(), SpoolError> {
+        let db = self.db.clone();
+        let sink = sink.to_owned();
+        let removed = blocking(move || {
+            let txn = db.begin_write().map_err(io)?;
+            let removed = {
+                let mut table = txn.open_table(PARKED).map_err(io)?;
+                let removed = table.remove((seq, sink.as_str())).map_err(io)?.is_some();
+                removed
+            };
+            txn.commit().map_err(io)?;
+            Ok(removed)
+        })
+        .await?;
+        if removed {
+            let mut p = self.parked.lock().unwrap_or_else(PoisonError::into_inner);
+            *p = p.saturating_sub(1);
+        }
+        Ok(())
     }
 
     /// Where the spool file is.
@@ -270,6 +625,11 @@ impl Spool {
             let mut u = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
             u.events = u.events.saturating_sub(1);
             u.bytes = u.bytes.saturating_sub(len);
+        } else {
+            let mut map = self.backlog.lock().unwrap_or_else(PoisonError::into_inner);
+            for t in &record.targets {
+                map.entry(t.clone()).or_default().events += 1;
+            }
         }
         result
     }
@@ -314,11 +674,14 @@ impl Spool {
         let db = self.db.clone();
         let sink = sink.to_owned();
         let all: Vec<String> = all_sinks.to_vec();
-        let freed = blocking(move || {
+        let retention = *self.retention.lock().unwrap_or_else(PoisonError::into_inner);
+        let retained_now = *self.retained.lock().unwrap_or_else(PoisonError::into_inner);
+        let (freed, retained_delta) = blocking(move || {
             let mut txn = db.begin_write().map_err(io)?;
             // Durable with the next append's commit; a lagging cursor only means a re-send.
             txn.set_durability(Durability::None).map_err(io)?;
             let mut freed = Usage::default();
+            let mut kept = retained_now;
             {
                 let mut cursors = txn.open_table(CURSORS).map_err(io)?;
                 let current = cursors.get(sink.as_str()).map_err(io)?.map_or(0, |v| v.value());
@@ -332,24 +695,67 @@ impl Spool {
                 }
                 if min > 0 && min != u64::MAX {
                     let mut events = txn.open_table(EVENTS).map_err(io)?;
+                    let mut moved: Vec<(u64, Vec<u8>)> = Vec::new();
                     let removed = events.extract_from_if(..=min, |_, _| true).map_err(io)?;
                     for entry in removed {
-                        let (_, v) = entry.map_err(io)?;
+                        let (k, v) = entry.map_err(io)?;
                         freed.events += 1;
                         freed.bytes += v.value().len() as u64;
+                        if !retention.age.is_zero() {
+                            moved.push((k.value(), v.value().to_vec()));
+                        }
+                    }
+                    if !moved.is_empty() {
+                        let mut retained = txn.open_table(RETAINED).map_err(io)?;
+                        for (k, v) in moved {
+                            kept.events += 1;
+                            kept.bytes += v.len() as u64;
+                            retained.insert(k, v.as_slice()).map_err(io)?;
+                        }
+                        prune_retained(&mut retained, retention, &mut kept)?;
                     }
                 }
             }
             txn.commit().map_err(io)?;
-            Ok(freed)
+            Ok((freed, kept))
         })
         .await?;
+        *self.retained.lock().unwrap_or_else(PoisonError::into_inner) = retained_delta;
         if freed.events > 0 {
             let mut u = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
             u.events = u.events.saturating_sub(freed.events);
             u.bytes = u.bytes.saturating_sub(freed.bytes);
         }
         Ok(())
+    }
+}
+
+/// Drops retained records older than the retention age, then the oldest past its size.
+fn prune_retained(
+    table: &mut redb::Table<'_, u64, &'static [u8]>,
+    retention: Retention,
+    kept: &mut Usage,
+) -> Result<(), SpoolError> {
+    let cutoff = time::OffsetDateTime::now_utc() - retention.age;
+    loop {
+        let Some((k, len, old)) = table.first().map_err(io)?.map(|(k, v)| {
+            let received = serde_json::from_slice::<Record>(v.value())
+                .ok()
+                .and_then(|r| r.received());
+            (
+                k.value(),
+                v.value().len() as u64,
+                received.is_none_or(|r| r < cutoff),
+            )
+        }) else {
+            return Ok(());
+        };
+        if !old && kept.bytes <= retention.max_bytes {
+            return Ok(());
+        }
+        table.remove(k).map_err(io)?;
+        kept.events = kept.events.saturating_sub(1);
+        kept.bytes = kept.bytes.saturating_sub(len);
     }
 }
 
@@ -448,6 +854,69 @@ mod tests {
         let (found, _) = spool.next_for("b", 1).await.expect("next");
         assert_eq!(found.expect("b's record").0, 2);
         assert_eq!(spool.append(&record("4", &["a"])).await.expect("append"), 4);
+    }
+
+    #[tokio::test]
+    async fn delivered_records_are_retained_bounded_and_replayable() {
+        let dir = tempfile::tempdir().expect("dir");
+        let names = vec!["a".to_owned()];
+        let spool = Spool::open(dir.path(), limits()).expect("open");
+        let rec = |id: &str, ty: &str| {
+            let mut e = Event::new(id, "urn:s", ty);
+            e.extensions.insert(
+                "hbreceived".into(),
+                ExtensionValue::String(crate::normalize::now_rfc3339()),
+            );
+            e.extensions
+                .insert("hbsource".into(), ExtensionValue::String("src".into()));
+            Record::new(&e, names.clone())
+        };
+        let one = serde_json::to_vec(&rec("x", "t.a")).expect("json").len() as u64;
+        spool.set_retention(Retention {
+            age: std::time::Duration::from_secs(3600),
+            max_bytes: one * 2 + one / 2,
+        });
+        for (i, ty) in ["t.a", "t.b", "t.a"].iter().enumerate() {
+            let seq = spool.append(&rec(&format!("e{i}"), ty)).await.expect("append");
+            spool.advance("a", seq, &names).await.expect("advance");
+        }
+        assert_eq!(spool.depth().0, 0);
+        assert_eq!(
+            spool.retained().0,
+            2,
+            "bounded by retain_max_bytes: the oldest went"
+        );
+        let dry = ReplayFilter {
+            dry_run: true,
+            ..Default::default()
+        };
+        let listed = spool.replay(&dry).await.expect("dry run");
+        let ids: Vec<&str> = listed.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["e1", "e2"]);
+        assert_eq!(spool.depth().0, 0, "a dry run appends nothing");
+        let only_a = ReplayFilter {
+            ty: Some("t.a".into()),
+            source: Some("src".into()),
+            ..Default::default()
+        };
+        let done = spool.replay(&only_a).await.expect("replay");
+        assert_eq!(done.len(), 1);
+        assert_eq!((done[0].id.as_str(), done[0].requeued_as), ("e2", Some(4)));
+        let (found, _) = spool.next_for("a", 3).await.expect("next");
+        let (_, copy) = found.expect("the copy is queued");
+        assert!(copy.extensions.contains_key("hbreplay"));
+        spool.advance("a", 4, &names).await.expect("advance");
+        let again = spool.replay(&only_a).await.expect("replay");
+        assert_eq!(
+            again.len(),
+            1,
+            "the copy is not selected again, only the original"
+        );
+        let future = ReplayFilter {
+            since: Some(time::OffsetDateTime::now_utc() + time::Duration::hours(1)),
+            ..Default::default()
+        };
+        assert!(spool.replay(&future).await.expect("replay").is_empty());
     }
 
     #[tokio::test]

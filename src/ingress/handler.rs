@@ -59,6 +59,9 @@ where
         "/healthz" => reply::json_response(StatusCode::OK, &json!({ "status": "ok" })),
         "/readyz" => super::health::readyz(&app).await,
         "/metrics" => super::health::metrics(&app),
+        p if role == Role::Admin && p.starts_with("/admin/") => {
+            super::admin::handle(&app, method, p, &headers, body).await
+        }
         _ if role == Role::Admin => not_found(),
         _ => match app.source_at(&path) {
             None => not_found(),

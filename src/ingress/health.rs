@@ -47,12 +47,10 @@ pub async fn readyz(app: &App) -> Response {
         "sinks": detail,
     });
     if let Some(spool) = &app.spool {
-        let (events, bytes) = spool.depth();
-        let full = spool.is_full();
-        if full {
+        if spool.is_full() {
             ready = false;
         }
-        body["spool"] = json!({ "events": events, "bytes": bytes, "full": full });
+        body["spool"] = spool_state(spool);
     }
     body["status"] = json!(if ready { "ready" } else { "not_ready" });
     let code = if ready {
@@ -61,6 +59,20 @@ pub async fn readyz(app: &App) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     json_response(code, &body)
+}
+
+/// The spool's state: pending, per-sink backlog, retained and parked.
+pub fn spool_state(spool: &crate::deliver::spool::Spool) -> Value {
+    let (events, bytes) = spool.depth();
+    let (retained_events, retained_bytes) = spool.retained();
+    json!({
+        "events": events,
+        "bytes": bytes,
+        "full": spool.is_full(),
+        "backlog": spool.backlog(),
+        "retained": { "events": retained_events, "bytes": retained_bytes },
+        "parked": spool.parked(),
+    })
 }
 
 /// Renders `/metrics` (Prometheus text), refreshing the gauges read at scrape time.
@@ -72,6 +84,13 @@ pub fn metrics(app: &App) -> Response {
         metrics::gauge!("hookbridge_spool_bytes").set(bytes as f64);
         metrics::gauge!("hookbridge_spool_oldest_age_seconds")
             .set(spool.oldest_age().map_or(0.0, |d| d.as_secs_f64()));
+        metrics::gauge!("hookbridge_spool_parked").set(spool.parked() as f64);
+        metrics::gauge!("hookbridge_spool_retained_events").set(spool.retained().0 as f64);
+        for (sink, b) in spool.backlog() {
+            metrics::gauge!("hookbridge_spool_backlog_events", "sink" => sink.clone()).set(b.events as f64);
+            metrics::gauge!("hookbridge_spool_backlog_oldest_age_seconds", "sink" => sink)
+                .set(b.oldest_age_seconds.unwrap_or(0.0));
+        }
     }
     let mut resp = Response::new(crate::metrics::render().into());
     resp.headers_mut().insert(

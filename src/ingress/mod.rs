@@ -5,9 +5,10 @@
 //! (with `Connection: close`) while in-flight ones finish, up to `shutdown_timeout`; then the
 //! listener closes, open connections are closed, and sinks are flushed.
 
+pub mod admin;
 mod body;
 mod challenge;
-mod handler;
+pub mod handler;
 mod health;
 pub mod reply;
 
@@ -157,6 +158,9 @@ pub async fn serve_live(
     let app = live.get();
     app.stop_forwarders().await;
     app.shutdown_sinks().await;
+    if let Some(dedup) = app.deliverer.dedup() {
+        dedup.flush();
+    }
     tracing::info!("stopped");
 }
 

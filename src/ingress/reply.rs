@@ -180,9 +180,9 @@ pub fn outcomes(ids: &[&str], outcomes: &[EventOutcome], default_retry_after: Du
 fn event_entry(id: &str, o: &EventOutcome) -> Value {
     let mut v = json!({ "id": id, "status": o.status() });
     match o {
-        EventOutcome::Delivered(receipts) | EventOutcome::Spooled(receipts) => {
-            v["receipts"] = json!(receipts)
-        }
+        EventOutcome::Delivered(receipts)
+        | EventOutcome::Spooled(receipts)
+        | EventOutcome::DeadLettered(receipts) => v["receipts"] = json!(receipts),
         EventOutcome::Failed(failures) => {
             v["errors"] = failures
                 .iter()

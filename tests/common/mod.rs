@@ -282,3 +282,48 @@ pub async fn wait_status(url: &str, want: u16) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Resident memory of process `pid` in KiB (VmRSS from /proc).
+pub fn vm_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("proc status")
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS")
+}
+
+/// Spawns `hookbridge serve --config <config>` listening on a free port (JSON logs, `envs`
+/// added) and returns it with its address once it logged that it listens. Its stderr is drained
+/// so it never blocks.
+pub fn spawn_serve(
+    config: &std::path::Path,
+    envs: &[(&str, &str)],
+) -> (std::process::Child, std::net::SocketAddr) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hookbridge"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("HOOKBRIDGE_LOG_FORMAT", "json")
+        .env("HOOKBRIDGE_SERVER__LISTEN", "127.0.0.1:0")
+        .envs(envs.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let addr = loop {
+        let line = lines.next().expect("a log line").expect("read");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if v["fields"]["message"] == "hookbridge listening" {
+            break v["fields"]["listen"]
+                .as_str()
+                .expect("listen")
+                .parse()
+                .expect("addr");
+        }
+    };
+    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+    (child, addr)
+}

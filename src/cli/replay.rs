@@ -1,0 +1,146 @@
+//! `hookbridge replay`: re-publish retained spool events (or parked dead letters) selected by
+//! time window, source, type and sink. Goes through the running server's admin endpoint
+//! (`server.admin_listen`); when no server answers there, opens the spool directly (it is locked
+//! while a server runs, so the two never write it at once). Either way the events are appended
+//! to the spool again and the forwarders deliver them.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use crate::config::Config;
+use crate::deliver::spool::{Limits, ReplayFilter, Spool, SpoolError};
+
+/// A time given on the command line: RFC 3339, or a duration meaning that long ago (`2h`).
+pub fn parse_time(text: &str, now: OffsetDateTime) -> Result<OffsetDateTime, String> {
+    if let Ok(t) = OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339) {
+        return Ok(t);
+    }
+    match humantime::parse_duration(text) {
+        Ok(d) => Ok(now - d),
+        Err(_) => Err(format!(
+            "{text:?} is neither an RFC 3339 time (2026-11-29T10:00:00Z) nor a duration ago (90m, 2h)"
+        )),
+    }
+}
+
+/// Runs the replay; returns the answer (the admin endpoint's JSON shape either way).
+pub async fn run(config: &Config, filter: &ReplayFilter) -> Result<Value, String> {
+    crate::ingress::admin::check_filter(config, filter).map_err(|(field, m)| format!("--{field}: {m}"))?;
+    if !config
+        .sources
+        .iter()
+        .any(|s| s.delivery == crate::config::Delivery::Spool)
+    {
+        return Err("no source uses delivery = \"spool\": there is nothing retained to replay".into());
+    }
+    if let Some(addr) = config.server.admin_listen {
+        let url = format!("http://{addr}/admin/replay");
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .map_err(|e| e.to_string())?;
+        match client
+            .post(&url)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(serde_json::to_vec(filter).map_err(|e| e.to_string())?)
+            .send()
+            .await
+        {
+            Ok(resp) => {
+                let status = resp.status();
+                let bytes = resp.bytes().await.map_err(|e| format!("{url}: {e}"))?;
+                let body: Value = serde_json::from_slice(&bytes)
+                    .map_err(|e| format!("{url} answered {status} without JSON: {e}"))?;
+                if !status.is_success() {
+                    return Err(format!("{url} answered {status}: {body}"));
+                }
+                return Ok(body);
+            }
+            Err(e) if e.is_connect() => {
+                tracing::debug!(%url, error = %e, "no server on the admin listener; opening the spool");
+            }
+            Err(e) => return Err(format!("{url}: {e}")),
+        }
+    }
+    let limits = Limits {
+        max_events: config.spool.max_events,
+        max_bytes: config.spool.max_bytes,
+    };
+    let spool = Spool::open(&config.spool.dir, limits).map_err(|e| match e {
+        SpoolError::Io(m) if m.contains("lock") || m.contains("in use") || m.contains("already open") => format!(
+            "the spool {} is held by a running hookbridge; set server.admin_listen to replay through it, or stop it first ({m})",
+            config.spool.dir.display()
+        ),
+        other => other.to_string(),
+    })?;
+    let items = spool.replay(filter).await.map_err(|e| e.to_string())?;
+    Ok(serde_json::json!({
+        "matched": items.len(),
+        "replayed": if filter.dry_run { 0 } else { items.len() },
+        "dry_run": filter.dry_run,
+        "events": items,
+        "truncated": false,
+    }))
+}
+
+/// The answer as text for people.
+pub fn describe(answer: &Value) -> String {
+    let mut out = String::new();
+    let dry = answer["dry_run"].as_bool().unwrap_or(false);
+    for e in answer["events"].as_array().into_iter().flatten() {
+        let sinks: Vec<&str> = e["sinks"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        out.push_str(&format!(
+            "{:>8}  {}  {}  {}  {} -> {}\n",
+            e["seq"],
+            e["received"].as_str().unwrap_or("-"),
+            e["source"].as_str().unwrap_or("-"),
+            e["type"].as_str().unwrap_or("-"),
+            e["id"].as_str().unwrap_or("-"),
+            sinks.join(", ")
+        ));
+    }
+    if answer["truncated"].as_bool() == Some(true) {
+        out.push_str("… (list truncated)\n");
+    }
+    let n = answer["matched"].as_u64().unwrap_or(0);
+    if dry {
+        out.push_str(&format!(
+            "dry run: {n} event(s) would be replayed; nothing was published\n"
+        ));
+    } else {
+        out.push_str(&format!(
+            "replayed {n} event(s): queued in the spool for their sinks\n"
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_or_durations_ago() {
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("time");
+        assert_eq!(
+            parse_time("2h", now).expect("2h"),
+            now - Duration::from_secs(7200)
+        );
+        assert_eq!(
+            parse_time("2027-01-15T08:00:00Z", now)
+                .expect("rfc3339")
+                .unix_timestamp(),
+            1_800_000_000
+        );
+        assert!(parse_time("yesterday", now)
+            .expect_err("not a time")
+            .contains("neither"));
+    }
+}
