@@ -75,6 +75,18 @@ pub fn decode_binary(headers: &HeaderMap, body: &Bytes) -> Result<Event, Normali
                 format!("header {name} appears more than once"),
             ));
         }
+        // A `%` must start an escape (`%25` for itself): a stray one is a producer bug that a
+        // lenient decoder would silently turn into a different attribute value.
+        let stray = value
+            .iter()
+            .enumerate()
+            .any(|(i, b)| *b == b'%' && !matches!(value.get(i + 1..i + 3), Some([a, b]) if a.is_ascii_hexdigit() && b.is_ascii_hexdigit()));
+        if stray {
+            return Err(NormalizeError::malformed(
+                Some(attr),
+                format!("header {name} has a '%' that does not start a %XX escape"),
+            ));
+        }
         let decoded = percent_encoding::percent_decode(value)
             .decode_utf8()
             .map_err(|_| {
@@ -163,8 +175,53 @@ fn valid_attr_name(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
+/// Deepest JSON nesting accepted in a structured or batched body (serde_json's own limit for
+/// parsed values; `data` is kept raw, so it is checked separately here). Deeper documents are
+/// refused as malformed rather than handed to consumers whose parsers would fail on them.
+pub const MAX_JSON_DEPTH: usize = 128;
+
+/// Whether `json` nests arrays/objects deeper than `max` (a byte scan that skips strings; the
+/// JSON itself is validated by the parser afterwards).
+pub fn nests_deeper_than(json: &[u8], max: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in json {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+fn check_depth(body: &[u8]) -> Result<(), NormalizeError> {
+    if nests_deeper_than(body, MAX_JSON_DEPTH) {
+        return Err(NormalizeError::malformed(
+            None,
+            format!("JSON nested deeper than {MAX_JSON_DEPTH} levels"),
+        ));
+    }
+    Ok(())
+}
+
 /// Structured mode: one JSON object.
 pub fn decode_structured(body: &[u8]) -> Result<Event, NormalizeError> {
+    check_depth(body)?;
     let object: BTreeMap<String, &RawValue> = serde_json::from_slice(body).map_err(|e| {
         NormalizeError::malformed(None, format!("body is not a CloudEvents JSON object: {e}"))
     })?;
@@ -173,6 +230,7 @@ pub fn decode_structured(body: &[u8]) -> Result<Event, NormalizeError> {
 
 /// Batched mode: a JSON array of objects.
 pub fn decode_batch(body: &[u8]) -> Result<Vec<Event>, NormalizeError> {
+    check_depth(body)?;
     let items: Vec<BTreeMap<String, &RawValue>> = serde_json::from_slice(body).map_err(|e| {
         NormalizeError::malformed(None, format!("body is not a JSON array of CloudEvents: {e}"))
     })?;

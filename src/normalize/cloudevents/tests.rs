@@ -157,9 +157,23 @@ fn structured_errors() {
 #[test]
 fn deeply_nested_json_is_malformed_not_a_crash() {
     let mut body = br#"{"specversion":"1.0","id":"1","source":"s","type":"t","data":"#.to_vec();
-    body.extend(std::iter::repeat_n(b'[', 100_000));
+    body.extend(std::iter::repeat_n(b'[', 20_000));
+    body.extend(std::iter::repeat_n(b']', 20_000));
+    body.push(b'}');
     let err = decode_structured(&body).expect_err("nested");
     assert_eq!(err.code, "malformed");
+    assert!(err.to_string().contains("nested deeper"), "{err}");
+    let mut batch = b"[".to_vec();
+    batch.extend_from_slice(&body);
+    batch.push(b']');
+    assert!(decode_batch(&batch).is_err());
+    // Exactly at the limit (the envelope is one level), with brackets inside strings ignored.
+    let mut ok =
+        br#"{"specversion":"1.0","id":"1","source":"s","type":"t","x":"[[[{{{\"[[","data":"#.to_vec();
+    ok.extend(std::iter::repeat_n(b'[', MAX_JSON_DEPTH - 1));
+    ok.extend(std::iter::repeat_n(b']', MAX_JSON_DEPTH - 1));
+    ok.push(b'}');
+    decode_structured(&ok).expect("127 levels inside the envelope are fine");
 }
 
 #[test]
@@ -191,4 +205,16 @@ fn modes_by_content_type() {
     assert_eq!(m(b"application/cloudevents-batch+json"), BindingMode::Batch);
     assert_eq!(m(b"application/json"), BindingMode::Binary);
     assert_eq!(mode_of(&HeaderMap::new()), BindingMode::Binary);
+}
+
+#[test]
+fn stray_percent_signs_are_malformed() {
+    for bad in [&b"50%"[..], b"%zz", b"%4", b"a%g1"] {
+        let h = with(&[("ce-subject", bad)]);
+        let e = decode(&h, &Bytes::new()).expect_err("stray %");
+        assert!(e.to_string().contains("%XX"), "{e}");
+    }
+    let h = with(&[("ce-subject", b"100%25")]);
+    let events = decode(&h, &Bytes::new()).expect("escaped %");
+    assert_eq!(events[0].subject.as_deref(), Some("100%"));
 }
