@@ -387,6 +387,7 @@ fn send(
         key_pem,
         company,
         now: None,
+        id: None,
     };
     let request = hookbridge::cli::send::build(&config, source, &opts).map_err(|e| anyhow::anyhow!(e))?;
     let runtime = tokio::runtime::Runtime::new().context("runtime")?;

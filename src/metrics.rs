@@ -27,6 +27,15 @@ pub fn install() -> Option<PrometheusHandle> {
                 ])
                 .ok()?;
             let handle = builder.install_recorder().ok()?;
+            // `install_recorder` leaves upkeep to the caller: without it, histogram samples
+            // pile up until the next scrape — unbounded memory when nobody scrapes /metrics.
+            let upkeep = handle.clone();
+            let _ = std::thread::Builder::new()
+                .name("hookbridge-metrics".into())
+                .spawn(move || loop {
+                    std::thread::sleep(std::time::Duration::from_secs(5));
+                    upkeep.run_upkeep();
+                });
             metrics::gauge!("hookbridge_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
             Some(handle)
         })

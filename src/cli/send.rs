@@ -25,6 +25,8 @@ pub struct Options {
     pub company: Option<String>,
     /// Unix time to sign with (tests); default now.
     pub now: Option<i64>,
+    /// Event id; default a fresh one (load generators pass their own unique ids).
+    pub id: Option<String>,
 }
 
 /// A built request.
@@ -69,7 +71,7 @@ pub fn build(config: &Config, name: &str, opts: &Options) -> Result<Request, Str
         format!("http://{addr}{}", source.path)
     });
     let t = opts.now.unwrap_or_else(now);
-    let id = new_id();
+    let id = opts.id.clone().unwrap_or_else(new_id);
     let mut headers: Vec<(String, String)> = vec![("content-type".into(), "application/json".into())];
     let body = match source.kind {
         SourceKind::CloudEvents | SourceKind::FattureInCloud => {

@@ -20,13 +20,32 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use tokio::sync::watch;
 
-/// Key (JSON array of the three parts) → unix milliseconds it was delivered.
+/// Key digest (hex) → unix milliseconds it was delivered.
 const KEYS: TableDefinition<&str, u64> = TableDefinition::new("keys");
 /// (unix milliseconds, key) → (): delivery order, for pruning.
 const ORDER: TableDefinition<(u64, &str), ()> = TableDefinition::new("order");
 
 /// `(source name, CE source, CE id)`.
 pub type Key = (String, String, String);
+
+/// What is remembered of a key: 128 bits of SHA-256 over its length-prefixed parts. 16 bytes per
+/// id instead of three strings (a full table of 100,000 ids is ~10 MB, not ~45 MB); stable across
+/// restarts for the persisted file; a chance collision needs ~2^64 ids, a targeted one (making a
+/// victim's event look like a duplicate) a SHA-256 preimage.
+type Digest = [u8; 16];
+
+fn digest(key: &Key) -> Digest {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    for part in [&key.0, &key.1, &key.2] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    let full = h.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&full[..16]);
+    out
+}
 
 enum Entry {
     /// Someone is publishing this event; dropping the sender wakes the waiters.
@@ -36,9 +55,9 @@ enum Entry {
 }
 
 struct Inner {
-    map: HashMap<Key, Entry>,
+    map: HashMap<Digest, Entry>,
     /// Delivered ids in delivery order, for eviction.
-    order: VecDeque<(Key, Instant)>,
+    order: VecDeque<(Digest, Instant)>,
 }
 
 /// The dedup table. Cheap to clone (shared).
@@ -62,7 +81,7 @@ pub enum Claim {
 /// retry (or a waiting duplicate) can publish.
 pub struct Guard {
     dedup: Dedup,
-    key: Option<Key>,
+    key: Option<Digest>,
 }
 
 impl Dedup {
@@ -86,7 +105,10 @@ impl Dedup {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
-        let db = Database::create(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let db = redb::Builder::new()
+            .set_cache_size(4 << 20)
+            .create(path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         let max = dedup.max_entries;
         let loaded = load(&db, window, max).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         {
@@ -97,7 +119,7 @@ impl Dedup {
                 let Some(at) = now.checked_sub(Duration::from_millis(now_ms.saturating_sub(ms))) else {
                     continue;
                 };
-                inner.map.insert(key.clone(), Entry::Done(at));
+                inner.map.insert(key, Entry::Done(at));
                 inner.order.push_back((key, at));
             }
         }
@@ -133,6 +155,7 @@ impl Dedup {
 
     /// Claims `key`, waiting while another request has it in flight.
     pub async fn claim(&self, key: Key) -> Claim {
+        let key = digest(&key);
         loop {
             let mut rx = {
                 let mut inner = self.lock();
@@ -144,7 +167,7 @@ impl Dedup {
                     Some(Entry::InFlight(tx)) => tx.subscribe(),
                     _ => {
                         let (tx, _) = watch::channel(());
-                        inner.map.insert(key.clone(), Entry::InFlight(tx));
+                        inner.map.insert(key, Entry::InFlight(tx));
                         return Claim::Owner(Guard {
                             dedup: self.clone(),
                             key: Some(key),
@@ -167,14 +190,14 @@ impl Dedup {
         self.len() == 0
     }
 
-    fn finish(&self, key: Key, delivered: bool) {
+    fn finish(&self, key: Digest, delivered: bool) {
         let mut inner = self.lock();
         if delivered {
             let now = Instant::now();
             if let Some(store) = &self.store {
                 store.mark(&key);
             }
-            inner.map.insert(key.clone(), Entry::Done(now));
+            inner.map.insert(key, Entry::Done(now));
             inner.order.push_back((key, now));
             self.evict(&mut inner, now);
         } else {
@@ -188,7 +211,7 @@ impl Dedup {
             if !expired && inner.order.len() <= self.max_entries {
                 break;
             }
-            let (key, at) = (key.clone(), *at);
+            let (key, at) = (*key, *at);
             inner.order.pop_front();
             // Only forget the entry this record describes (not a newer delivery of the same key).
             if matches!(inner.map.get(&key), Some(Entry::Done(t)) if *t == at) {
@@ -210,10 +233,8 @@ enum Msg {
 }
 
 impl Store {
-    fn mark(&self, key: &Key) {
-        let Ok(text) = serde_json::to_string(key) else {
-            return;
-        };
+    fn mark(&self, key: &Digest) {
+        let text = hex::encode(key);
         let sender = self.tx.lock().unwrap_or_else(PoisonError::into_inner).clone();
         if let Some(sender) = sender {
             if sender.try_send(Msg::Mark(text, unix_ms())).is_err() {
@@ -242,7 +263,7 @@ fn unix_ms() -> u64 {
 }
 
 /// Prunes the file and returns the keys it still holds, oldest first.
-fn load(db: &Database, window: Duration, max: usize) -> Result<Vec<(Key, u64)>, redb::Error> {
+fn load(db: &Database, window: Duration, max: usize) -> Result<Vec<(Digest, u64)>, redb::Error> {
     let txn = db.begin_write()?;
     {
         txn.open_table(KEYS)?;
@@ -256,7 +277,7 @@ fn load(db: &Database, window: Duration, max: usize) -> Result<Vec<(Key, u64)>, 
     for entry in order.iter()? {
         let (k, _) = entry?;
         let (ms, text) = k.value();
-        if let Ok(key) = serde_json::from_str::<Key>(text) {
+        if let Some(key) = hex::decode(text).ok().and_then(|b| Digest::try_from(b).ok()) {
             out.push((key, ms));
         }
     }
@@ -361,6 +382,8 @@ mod tests {
                     panic!("owner")
                 };
                 g.delivered();
+                // Distinct delivery milliseconds: the file orders (and prunes) by them.
+                std::thread::sleep(Duration::from_millis(3));
             }
             let Claim::Owner(g) = d.claim(key("failed")).await else {
                 panic!("owner")

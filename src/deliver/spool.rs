@@ -280,7 +280,10 @@ impl Spool {
         std::fs::create_dir_all(dir)
             .map_err(|e| SpoolError::Io(format!("cannot create {}: {e}", dir.display())))?;
         let path = dir.join("spool.redb");
-        let db = Database::create(&path)
+        // A bounded page cache (redb defaults to 1 GiB): records are read once, by the forwarders.
+        let db = redb::Builder::new()
+            .set_cache_size(16 << 20)
+            .create(&path)
             .map_err(|e| SpoolError::Io(format!("cannot open {}: {e}", path.display())))?;
         let db = Arc::new(db);
         let mut usage = Usage::default();

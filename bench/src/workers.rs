@@ -1,0 +1,580 @@
+//! The workers behind each command.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+
+use crate::drive::{self, Outcome, RunArgs, Worker};
+
+/// A request built ahead of the run.
+struct Prepared {
+    id: String,
+    uri: http::Uri,
+    headers: http::HeaderMap,
+    body: Bytes,
+}
+
+fn prepare(
+    config: &std::path::Path,
+    source: &str,
+    url: Option<String>,
+    key: Option<PathBuf>,
+    n: usize,
+    id_prefix: &str,
+) -> anyhow::Result<(Vec<Prepared>, hookbridge::config::Config)> {
+    let config = hookbridge::config::load(Some(config)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let key_pem = key.map(std::fs::read).transpose()?;
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let opts = hookbridge::cli::send::Options {
+            url: url.clone(),
+            key_pem: key_pem.clone(),
+            id: Some(format!("{id_prefix}-{i}")),
+            ..Default::default()
+        };
+        let r = hookbridge::cli::send::build(&config, source, &opts).map_err(|e| anyhow::anyhow!(e))?;
+        let mut headers = http::HeaderMap::new();
+        for (k, v) in &r.headers {
+            headers.append(
+                http::HeaderName::from_bytes(k.as_bytes())?,
+                http::HeaderValue::from_str(v)?,
+            );
+        }
+        out.push(Prepared {
+            id: format!("{id_prefix}-{i}"),
+            uri: r.url.parse()?,
+            headers,
+            body: Bytes::from(r.body),
+        });
+    }
+    Ok((out, config))
+}
+
+struct HttpWorker {
+    addr: String,
+    host: http::HeaderValue,
+    requests: Arc<Vec<Prepared>>,
+    conn: Option<SendRequest<Full<Bytes>>>,
+}
+
+impl HttpWorker {
+    async fn connect(&mut self) -> Option<&mut SendRequest<Full<Bytes>>> {
+        if self.conn.as_ref().is_none_or(|c| c.is_closed()) {
+            let stream = tokio::net::TcpStream::connect(&self.addr).await.ok()?;
+            let _ = stream.set_nodelay(true);
+            let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .ok()?;
+            tokio::spawn(conn);
+            self.conn = Some(send);
+        }
+        self.conn.as_mut()
+    }
+}
+
+#[async_trait]
+impl Worker for HttpWorker {
+    async fn call(&mut self, i: usize) -> Outcome {
+        let requests = self.requests.clone();
+        let Some(p) = requests.get(i) else {
+            return Outcome::Error;
+        };
+        let host = self.host.clone();
+        let Some(conn) = self.connect().await else {
+            return Outcome::Error;
+        };
+        if conn.ready().await.is_err() {
+            self.conn = None;
+            return Outcome::Error;
+        }
+        let mut req = http::Request::new(Full::new(p.body.clone()));
+        *req.method_mut() = http::Method::POST;
+        *req.uri_mut() = p.uri.path_and_query().map_or_else(
+            || "/".parse().unwrap_or_default(),
+            |pq| pq.as_str().parse().unwrap_or_default(),
+        );
+        *req.headers_mut() = p.headers.clone();
+        req.headers_mut().insert(http::header::HOST, host);
+        match conn.send_request(req).await {
+            Ok(resp) => {
+                let status = resp.status();
+                let _ = resp.into_body().collect().await;
+                if status.is_success() {
+                    Outcome::Ok
+                } else {
+                    Outcome::Status(status.as_u16())
+                }
+            }
+            Err(_) => {
+                self.conn = None;
+                Outcome::Error
+            }
+        }
+    }
+}
+
+/// `load`.
+pub async fn load(
+    config: &std::path::Path,
+    source: &str,
+    url: Option<String>,
+    key: Option<PathBuf>,
+    run: &RunArgs,
+    ids_out: Option<PathBuf>,
+    id_prefix: &str,
+) -> anyhow::Result<Value> {
+    let prepared_at = Instant::now();
+    let (requests, _) = prepare(config, source, url, key, run.pool, id_prefix)?;
+    let prepare_seconds = prepared_at.elapsed().as_secs_f64();
+    let first = requests.first().ok_or_else(|| anyhow::anyhow!("empty pool"))?;
+    let authority = first
+        .uri
+        .authority()
+        .ok_or_else(|| anyhow::anyhow!("the URL has no host"))?
+        .to_string();
+    let requests = Arc::new(requests);
+    let workers: Vec<Box<dyn Worker>> = (0..run.connections.max(1))
+        .map(|_| {
+            Box::new(HttpWorker {
+                addr: authority.clone(),
+                host: http::HeaderValue::from_str(&authority)
+                    .unwrap_or(http::HeaderValue::from_static("localhost")),
+                requests: requests.clone(),
+                conn: None,
+            }) as Box<dyn Worker>
+        })
+        .collect();
+    let (mut summary, ok) = drive::run(workers, run).await;
+    summary["prepare_seconds"] = json!(prepare_seconds);
+    if let Some(path) = ids_out {
+        let mut text = String::with_capacity(ok.len() * 16);
+        for i in ok {
+            if let Some(p) = requests.get(i as usize) {
+                text.push_str(&p.id);
+                text.push('\n');
+            }
+        }
+        std::fs::write(path, text)?;
+    }
+    Ok(summary)
+}
+
+/// `verify`: the source's verifier alone, on this thread.
+pub fn verify(
+    config: &std::path::Path,
+    source: &str,
+    key: Option<PathBuf>,
+    duration: Duration,
+    pool: usize,
+) -> anyhow::Result<Value> {
+    let (requests, config) = prepare(config, source, None, key, pool, "verify")?;
+    let src = config
+        .sources
+        .iter()
+        .find(|s| s.name == source)
+        .ok_or_else(|| anyhow::anyhow!("no source {source}"))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs();
+    let cpu_before = drive::cpu_seconds();
+    let started = Instant::now();
+    let (mut n, mut failed) = (0u64, 0u64);
+    'outer: loop {
+        for p in requests.iter() {
+            if src.verifier.verify(&p.headers, &p.body, now).is_err() {
+                failed += 1;
+            }
+            n += 1;
+            if n % 256 == 0 && started.elapsed() >= duration {
+                break 'outer;
+            }
+        }
+    }
+    let wall = started.elapsed().as_secs_f64();
+    if failed > 0 {
+        anyhow::bail!("{failed} of {n} pre-built requests did not verify");
+    }
+    Ok(json!({
+        "verified": n,
+        "seconds": wall,
+        "rate": n as f64 / wall,
+        "generator_cpu_seconds": drive::cpu_seconds() - cpu_before,
+    }))
+}
+
+struct NatsWorker {
+    js: async_nats::jetstream::Context,
+    subject: String,
+    body: Bytes,
+    prefix: String,
+}
+
+#[async_trait]
+impl Worker for NatsWorker {
+    async fn call(&mut self, i: usize) -> Outcome {
+        let mut headers = async_nats::HeaderMap::new();
+        let id = format!("{}-{i}", self.prefix);
+        headers.insert("Nats-Msg-Id", id.as_str());
+        headers.insert("ce-id", id.as_str());
+        headers.insert("ce-specversion", "1.0");
+        headers.insert("ce-type", "com.example.bench");
+        headers.insert("ce-source", "hookbridge://bench");
+        match self
+            .js
+            .publish_with_headers(self.subject.clone(), headers, self.body.clone())
+            .await
+        {
+            Ok(ack) => match ack.await {
+                Ok(_) => Outcome::Ok,
+                Err(_) => Outcome::Error,
+            },
+            Err(_) => Outcome::Error,
+        }
+    }
+}
+
+struct RabbitWorker {
+    channel: lapin::Channel,
+    queue: String,
+    body: Bytes,
+    prefix: String,
+}
+
+#[async_trait]
+impl Worker for RabbitWorker {
+    async fn call(&mut self, i: usize) -> Outcome {
+        use lapin::types::{AMQPValue, FieldTable, ShortString};
+        let id = format!("{}-{i}", self.prefix);
+        let mut headers = FieldTable::default();
+        // The CloudEvents AMQP binding's names, as the sink writes them.
+        headers.insert(
+            ShortString::from("cloudEvents_id"),
+            AMQPValue::LongString(id.clone().into()),
+        );
+        headers.insert(
+            ShortString::from("cloudEvents_specversion"),
+            AMQPValue::LongString("1.0".into()),
+        );
+        headers.insert(
+            ShortString::from("cloudEvents_type"),
+            AMQPValue::LongString("com.example.bench".into()),
+        );
+        headers.insert(
+            ShortString::from("cloudEvents_source"),
+            AMQPValue::LongString("hookbridge://bench".into()),
+        );
+        let props = lapin::BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_message_id(ShortString::from(id))
+            .with_content_type(ShortString::from("application/json"))
+            .with_headers(headers);
+        let published = self
+            .channel
+            .basic_publish(
+                ShortString::from(""),
+                ShortString::from(self.queue.clone()),
+                lapin::options::BasicPublishOptions {
+                    mandatory: true,
+                    ..Default::default()
+                },
+                &self.body,
+                props,
+            )
+            .await;
+        match published {
+            Ok(confirm) => match confirm.await {
+                // Acked and not returned (mandatory): routed to the queue.
+                Ok(lapin::Confirmation::Ack(None)) => Outcome::Ok,
+                _ => Outcome::Error,
+            },
+            Err(_) => Outcome::Error,
+        }
+    }
+}
+
+struct KafkaWorker {
+    producer: Arc<rdkafka::producer::FutureProducer>,
+    topic: String,
+    body: Bytes,
+    prefix: String,
+}
+
+#[async_trait]
+impl Worker for KafkaWorker {
+    async fn call(&mut self, i: usize) -> Outcome {
+        use rdkafka::message::{Header, OwnedHeaders};
+        let id = format!("{}-{i}", self.prefix);
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "ce_id",
+                value: Some(id.as_str()),
+            })
+            .insert(Header {
+                key: "ce_specversion",
+                value: Some("1.0"),
+            })
+            .insert(Header {
+                key: "ce_type",
+                value: Some("com.example.bench"),
+            })
+            .insert(Header {
+                key: "ce_source",
+                value: Some("hookbridge://bench"),
+            });
+        let record = rdkafka::producer::FutureRecord::to(&self.topic)
+            .key(id.as_str())
+            .payload(&self.body[..])
+            .headers(headers);
+        match self.producer.send(record, Duration::from_secs(4)).await {
+            Ok(_) => Outcome::Ok,
+            Err(_) => Outcome::Error,
+        }
+    }
+}
+
+/// `publish`: the broker's client, directly.
+pub async fn publish(
+    broker: &str,
+    url: &str,
+    target: &str,
+    run: &RunArgs,
+    size: usize,
+    prefix: &str,
+    ids_out: Option<PathBuf>,
+) -> anyhow::Result<Value> {
+    let body = Bytes::from(format!("{{\"pad\":\"{}\"}}", "x".repeat(size.saturating_sub(10))));
+    let n = run.connections.max(1);
+    let workers: Vec<Box<dyn Worker>> = match broker {
+        "nats" => {
+            let client = async_nats::connect(url).await?;
+            let js = async_nats::jetstream::new(client);
+            (0..n)
+                .map(|_| {
+                    Box::new(NatsWorker {
+                        js: js.clone(),
+                        subject: target.to_owned(),
+                        body: body.clone(),
+                        prefix: prefix.to_owned(),
+                    }) as Box<dyn Worker>
+                })
+                .collect()
+        }
+        "rabbitmq" => {
+            let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await?;
+            // One confirm-mode channel per 8 publishers, as the sink's channel pool does.
+            let mut channels = Vec::new();
+            for _ in 0..n.div_ceil(8) {
+                let ch = conn.create_channel().await?;
+                ch.confirm_select(lapin::options::ConfirmSelectOptions::default())
+                    .await?;
+                channels.push(ch);
+            }
+            (0..n)
+                .map(|i| {
+                    Box::new(RabbitWorker {
+                        channel: channels[i % channels.len()].clone(),
+                        queue: target.to_owned(),
+                        body: body.clone(),
+                        prefix: prefix.to_owned(),
+                    }) as Box<dyn Worker>
+                })
+                .collect()
+        }
+        "kafka" => {
+            let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", url)
+                .set("acks", "all")
+                .set("enable.idempotence", "true")
+                .set("linger.ms", "5")
+                .set("message.timeout.ms", "4000")
+                .set("queue.buffering.max.kbytes", "16384")
+                .create()?;
+            let producer = Arc::new(producer);
+            (0..n)
+                .map(|_| {
+                    Box::new(KafkaWorker {
+                        producer: producer.clone(),
+                        topic: target.to_owned(),
+                        body: body.clone(),
+                        prefix: prefix.to_owned(),
+                    }) as Box<dyn Worker>
+                })
+                .collect()
+        }
+        other => anyhow::bail!("unknown broker {other:?} (nats, rabbitmq, kafka)"),
+    };
+    let (summary, ok) = drive::run(workers, run).await;
+    if let Some(path) = ids_out {
+        let text: String = ok.iter().map(|i| format!("{prefix}-{i}\n")).collect();
+        std::fs::write(path, text)?;
+    }
+    Ok(summary)
+}
+
+/// `readback`: reads every message of the run back with the broker's client and checks that
+/// each id in `ids` (answered 2xx) is there.
+pub async fn readback(
+    broker: &str,
+    url: &str,
+    target: &str,
+    ids: &std::path::Path,
+    idle: Duration,
+) -> anyhow::Result<Value> {
+    let expected: std::collections::HashSet<String> =
+        std::fs::read_to_string(ids)?.lines().map(str::to_owned).collect();
+    let mut seen: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
+    let mut total = 0u64;
+    match broker {
+        "nats" => {
+            use futures_util::StreamExt;
+            let js = async_nats::jetstream::new(async_nats::connect(url).await?);
+            let stream = js.get_stream(target).await?;
+            let consumer = stream
+                .create_consumer(async_nats::jetstream::consumer::pull::Config {
+                    ack_policy: async_nats::jetstream::consumer::AckPolicy::None,
+                    ..Default::default()
+                })
+                .await?;
+            let mut messages = consumer.messages().await?;
+            while let Ok(Some(Ok(m))) = tokio::time::timeout(idle, messages.next()).await {
+                total += 1;
+                if let Some(id) = m.headers.as_ref().and_then(|h| h.get("ce-id")) {
+                    *seen.entry(id.as_str().to_owned()).or_default() += 1;
+                }
+            }
+        }
+        "rabbitmq" => {
+            use futures_util::StreamExt;
+            let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await?;
+            let ch = conn.create_channel().await?;
+            let mut consumer = ch
+                .basic_consume(
+                    lapin::types::ShortString::from(target),
+                    lapin::types::ShortString::from("readback"),
+                    lapin::options::BasicConsumeOptions {
+                        no_ack: true,
+                        ..Default::default()
+                    },
+                    lapin::types::FieldTable::default(),
+                )
+                .await?;
+            while let Ok(Some(Ok(d))) = tokio::time::timeout(idle, consumer.next()).await {
+                total += 1;
+                let id = d
+                    .properties
+                    .headers()
+                    .as_ref()
+                    .and_then(|h| h.inner().get("cloudEvents_id").cloned())
+                    .and_then(|v| match v {
+                        lapin::types::AMQPValue::LongString(s) => Some(s.to_string()),
+                        _ => None,
+                    });
+                if let Some(id) = id {
+                    *seen.entry(id).or_default() += 1;
+                }
+            }
+        }
+        "kafka" => {
+            use rdkafka::consumer::{Consumer, StreamConsumer};
+            use rdkafka::message::{Headers, Message};
+            let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", url)
+                .set("group.id", format!("hbbench-readback-{}", std::process::id()))
+                .set("auto.offset.reset", "earliest")
+                .set("enable.auto.commit", "false")
+                .create()?;
+            consumer.subscribe(&[target])?;
+            while let Ok(Ok(m)) = tokio::time::timeout(idle, consumer.recv()).await {
+                total += 1;
+                if let Some(h) = m.headers() {
+                    for hd in h.iter() {
+                        if hd.key == "ce_id" {
+                            if let Some(v) = hd.value {
+                                *seen.entry(String::from_utf8_lossy(v).into_owned()).or_default() += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        other => anyhow::bail!("unknown broker {other:?}"),
+    }
+    let missing: Vec<&String> = expected.iter().filter(|id| !seen.contains_key(*id)).collect();
+    let duplicates: u64 = seen.values().map(|n| u64::from(n.saturating_sub(1))).sum();
+    Ok(json!({
+        "expected": expected.len(),
+        "read": total,
+        "missing": missing.len(),
+        "missing_sample": missing.iter().take(5).collect::<Vec<_>>(),
+        "duplicates": duplicates,
+        "no_loss": missing.is_empty(),
+    }))
+}
+
+/// `setup` / `teardown`: a JetStream stream (subjects `<subject>.>`), a durable RabbitMQ queue or
+/// a Kafka topic for one scenario.
+pub async fn setup(
+    broker: &str,
+    url: &str,
+    target: &str,
+    subject: &str,
+    remove: bool,
+) -> anyhow::Result<Value> {
+    match broker {
+        "nats" => {
+            let js = async_nats::jetstream::new(async_nats::connect(url).await?);
+            if remove {
+                let _ = js.delete_stream(target).await;
+            } else {
+                js.create_stream(async_nats::jetstream::stream::Config {
+                    name: target.to_owned(),
+                    subjects: vec![format!("{subject}.>")],
+                    ..Default::default()
+                })
+                .await?;
+            }
+        }
+        "rabbitmq" => {
+            let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await?;
+            let ch = conn.create_channel().await?;
+            if remove {
+                let _ = ch
+                    .queue_delete(lapin::types::ShortString::from(target), Default::default())
+                    .await;
+            } else {
+                ch.queue_declare(
+                    lapin::types::ShortString::from(target),
+                    lapin::options::QueueDeclareOptions {
+                        durable: true,
+                        ..Default::default()
+                    },
+                    lapin::types::FieldTable::default(),
+                )
+                .await?;
+            }
+        }
+        "kafka" => {
+            use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+            let admin: AdminClient<rdkafka::client::DefaultClientContext> = rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", url)
+                .create()?;
+            let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+            if remove {
+                let _ = admin.delete_topics(&[target], &opts).await;
+            } else {
+                admin
+                    .create_topics(&[NewTopic::new(target, 1, TopicReplication::Fixed(1))], &opts)
+                    .await?;
+            }
+        }
+        other => anyhow::bail!("unknown broker {other:?}"),
+    }
+    Ok(json!({ "broker": broker, "target": target, "removed": remove }))
+}

@@ -1,0 +1,376 @@
+#!/usr/bin/env python3
+"""hookbridge's benchmark harness (design §6). Never part of .ci/run.
+
+    python3 scripts/bench.py quick      # ≤ 5 min: short runs, every scenario
+    python3 scripts/bench.py full       # ≤ 30 min: longer runs
+    python3 scripts/bench.py report     # BENCHMARKS.md from bench/results/latest.json
+
+Each scenario runs next to its baseline in the same run. The server under test (hookbridge, or the
+baseline standing in for it) is pinned to core 1 (`taskset -c 1`); the load generator
+(`hookbridge-load`, bench/) and the brokers are pinned to core 0 for the run (their previous CPU
+affinity is restored at the end). A run where the generator used more than 95 % of its core is
+marked invalid: it measured the generator, not the server.
+
+Per scenario: events/s at closed-loop saturation; p50/p99/p99.9 in an open-loop run at 50 % of that
+rate (latency from each request's intended send time: coordinated-omission corrected); server
+CPU-µs per event (utime+stime from /proc over the saturation run, spool backlog drained); peak RSS
+(VmHWM); and, for brokers, a no-loss check: every id answered 2xx is read back with the broker's
+client. Raw results: bench/results/<timestamp>.json and latest.json.
+"""
+import base64
+import datetime
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LOAD = ROOT / "target/release/hookbridge-load"
+HB = ROOT / "target/release/hookbridge"
+SERVER_CORE, OTHER_CORE = "1", "0"
+PORT = 18080
+BASELINE_PORT = 18081
+NATS = "nats://127.0.0.1:4222"
+AMQP = "amqp://guest:guest@127.0.0.1:5672/%2f"
+KAFKA = "127.0.0.1:9092"
+WHSEC = "whsec_" + base64.b64encode(b"benchmark-standard-webhooks-key").decode()
+FIC_KEY = "tests/fixtures/fic-test-key.pem"
+MODES = {
+    # saturation seconds, latency seconds, connections, pool
+    "quick": (4, 4, 64, 150_000),
+    "full": (20, 20, 64, 700_000),
+}
+
+
+def log(*a):
+    print("[bench]", *a, file=sys.stderr, flush=True)
+
+
+def cpu_seconds(pid):
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def vm(pid, key):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def wait_port(port, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def gen(args, core=OTHER_CORE):
+    out = subprocess.run(["taskset", "-c", core, str(LOAD)] + args, cwd=ROOT, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"hookbridge-load {' '.join(args)}: {out.stderr.strip()}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def pids(name):
+    out = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
+
+
+def pin_brokers():
+    """Pins the broker processes to the generator's core; returns how to restore them."""
+    saved = []
+    for name in ("nats-server", "beam.smp", "tansu"):
+        for pid in pids(name):
+            mask = subprocess.run(["taskset", "-p", str(pid)], capture_output=True, text=True).stdout.split()[-1]
+            subprocess.run(["taskset", "-a", "-p", "-c", OTHER_CORE, str(pid)], capture_output=True)
+            saved.append((pid, mask))
+    return saved
+
+
+def restore(saved):
+    for pid, mask in saved:
+        subprocess.run(["taskset", "-a", "-p", mask, str(pid)], capture_output=True)
+
+
+class Server:
+    def __init__(self, cmd, port, env=None):
+        self.port = port
+        self.log = open(ROOT / "target/bench/server.log", "a")
+        self.proc = subprocess.Popen(["taskset", "-c", SERVER_CORE] + cmd, cwd=ROOT, env={**os.environ, **(env or {})},
+                                     stdout=subprocess.DEVNULL, stderr=self.log)
+        wait_port(port)
+
+    def cpu(self):
+        return cpu_seconds(self.proc.pid)
+
+    def hwm_mib(self):
+        return vm(self.proc.pid, "VmHWM") / 1024
+
+    def spool_events(self):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as r:
+                body = json.load(r)
+        except Exception as e:  # 503 still carries the JSON
+            body = json.load(e) if hasattr(e, "read") else {}
+        return (body.get("spool") or {}).get("events", 0)
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def measure(server, load_args, mode, prefix, ids_file=None, drain=False):
+    sat_s, lat_s, conns, pool = MODES[mode]
+    cpu0 = server.cpu()
+    args = load_args + ["--duration", f"{sat_s}s", "--connections", str(conns), "--pool", str(pool),
+                        "--id-prefix", f"{prefix}-sat"]
+    if ids_file:
+        args += ["--ids-out", str(ids_file)]
+    sat = gen(args)
+    if drain:
+        deadline = time.time() + 120
+        while server.spool_events() > 0 and time.time() < deadline:
+            time.sleep(0.2)
+    cpu = server.cpu() - cpu0
+    rate = sat["rate"]
+    half_args = load_args + ["--duration", f"{lat_s}s", "--connections", str(conns), "--rate", f"{max(rate * 0.5, 1):.0f}",
+                             "--pool", str(int(rate * 0.5 * lat_s) + 1000), "--id-prefix", f"{prefix}-half"]
+    if ids_file:
+        half_args += ["--ids-out", str(ids_file) + ".half"]
+    half = gen(half_args)
+    if drain:
+        deadline = time.time() + 120
+        while server.spool_events() > 0 and time.time() < deadline:
+            time.sleep(0.2)
+    util = max(sat["generator_cpu_seconds"] / sat["seconds"], half["generator_cpu_seconds"] / half["seconds"])
+    return {
+        "rate": rate,
+        "ok": sat["ok"],
+        "non_2xx": sat["statuses"],
+        "errors": sat["errors"],
+        "pool_exhausted": sat["pool_exhausted"],
+        "cpu_us_per_event": cpu * 1e6 / max(sat["ok"], 1),
+        "peak_rss_mib": server.hwm_mib(),
+        "latency_at_half": {k: half[k] for k in ("target_rate", "offered", "ok", "p50_us", "p99_us", "p999_us", "max_us")},
+        "generator_util": util,
+        "valid": util <= 0.95 and sat["errors"] == 0 and not sat["pool_exhausted"],
+    }
+
+
+def hookbridge(config, env=None):
+    return Server([str(HB), "serve", "--config", config], PORT, {"HOOKBRIDGE_LOG": "warn", "HB_BENCH_WHSEC": WHSEC, **(env or {})})
+
+
+def readback(broker, url, target, ids_file):
+    ids = Path(ids_file).read_text() + Path(str(ids_file) + ".half").read_text()
+    Path(str(ids_file) + ".all").write_text(ids)
+    return gen(["readback", "--broker", broker, "--url", url, "--target", target, "--ids", str(ids_file) + ".all", "--idle", "5s"])
+
+
+def run(mode):
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    (ROOT / "target/bench").mkdir(parents=True, exist_ok=True)
+    results = {"mode": mode, "started": stamp, "machine": machine(), "scenarios": {}}
+    sc = results["scenarios"]
+    saved = pin_brokers()
+    try:
+        # HTTP ceiling: bare warp 204 vs hookbridge (none + blackhole).
+        log("http: baseline")
+        base = Server([str(LOAD), "http-baseline", "--listen", f"127.0.0.1:{BASELINE_PORT}"], BASELINE_PORT)
+        b = measure(base, ["load", "--config", "bench/configs/ce-blackhole.toml", "--source", "events",
+                           "--url", f"http://127.0.0.1:{BASELINE_PORT}/events"], mode, f"http-base-{stamp}")
+        base.stop()
+        log("http: hookbridge")
+        hb = hookbridge("bench/configs/ce-blackhole.toml")
+        h = measure(hb, ["load", "--config", "bench/configs/ce-blackhole.toml", "--source", "events"], mode, f"http-{stamp}")
+        hb.stop()
+        sc["http_ceiling"] = {"baseline": b, "hookbridge": h, "ratio": h["rate"] / b["rate"], "target": 0.85}
+
+        # Verification: the verifier alone on the server core vs hookbridge with it.
+        for name, config, source, key in (("fic_es256", "bench/configs/fic-blackhole.toml", "fic", FIC_KEY),
+                                          ("hmac_standard_webhooks", "bench/configs/hmac-blackhole.toml", "sw", None)):
+            log(f"{name}: verify alone")
+            vargs = ["verify", "--config", config, "--source", source, "--duration", f"{MODES[mode][0]}s", "--pool", "5000"]
+            if key:
+                vargs += ["--key", key]
+            env_bak = os.environ.get("HB_BENCH_WHSEC")
+            os.environ["HB_BENCH_WHSEC"] = WHSEC
+            v = gen(vargs, core=SERVER_CORE)
+            log(f"{name}: hookbridge")
+            hb = hookbridge(config)
+            largs = ["load", "--config", config, "--source", source] + (["--key", key] if key else [])
+            h = measure(hb, largs, mode, f"{name}-{stamp}")
+            hb.stop()
+            if env_bak is None:
+                os.environ.pop("HB_BENCH_WHSEC", None)
+            sc[name] = {"verify_alone": v, "hookbridge": h, "ratio": h["rate"] / v["rate"],
+                        "target": 0.85 if name == "fic_es256" else None}
+
+        # Brokers: the direct client (on the server core) vs hookbridge sync and spool.
+        for broker, url, key in (("nats", NATS, "SUBJECT"), ("rabbitmq", AMQP, "ROUTING_KEY"), ("kafka", KAFKA, "TOPIC")):
+            entry = {}
+            for variant in ("direct", "sync", "spool"):
+                name = f"hbbench_{broker}_{variant}_{stamp}".replace("-", "_")
+                subject = f"hbbench.{stamp}.{variant}"
+                target = name.upper() if broker == "nats" else name
+                log(f"{broker}: {variant}")
+                gen(["setup", "--broker", broker, "--url", url, "--target", target, "--subject", subject])
+                ids = ROOT / f"target/bench/{name}.ids"
+                try:
+                    if variant == "direct":
+                        sink_target = f"{subject}.x" if broker == "nats" else target
+                        pub = ["publish", "--broker", broker, "--url", url, "--target", sink_target]
+                        r = direct(pub, mode, name, ids)
+                    else:
+                        sink_target = f"{subject}.{{type}}" if broker == "nats" else target
+                        spool_dir = ROOT / f"target/bench/spool-{name}"
+                        hb = hookbridge(f"bench/configs/{broker}-{variant}.toml",
+                                        {f"HOOKBRIDGE_SINKS__BROKER__{key}": sink_target,
+                                         "HOOKBRIDGE_SPOOL__DIR": str(spool_dir)})
+                        r = measure(hb, ["load", "--config", f"bench/configs/{broker}-{variant}.toml", "--source", "events"],
+                                    mode, name, ids, drain=(variant == "spool"))
+                        hb.stop()
+                    r["readback"] = readback(broker, url, target, ids)
+                    r["valid"] = r["valid"] and r["readback"]["no_loss"]
+                finally:
+                    gen(["setup", "--broker", broker, "--url", url, "--target", target, "--remove"])
+                entry[variant] = r
+            d, s, p = entry["direct"], entry["sync"], entry["spool"]
+            entry["sync_ratio"] = s["rate"] / d["rate"]
+            entry["spool_to_sync"] = p["rate"] / s["rate"]
+            p99d, p99s = d["latency_at_half"]["p99_us"], s["latency_at_half"]["p99_us"]
+            entry["p99_over_direct_us"] = p99s - p99d
+            entry["p99_allowed_us"] = max(1000, 0.2 * p99d)
+            sc[broker] = entry
+    finally:
+        restore(saved)
+    out = ROOT / "bench/results"
+    out.mkdir(exist_ok=True)
+    text = json.dumps(results, indent=1, sort_keys=True)
+    (out / f"{stamp}-{mode}.json").write_text(text)
+    (out / "latest.json").write_text(text)
+    report()
+
+
+def direct(pub, mode, name, ids):
+    sat_s, lat_s, conns, pool = MODES[mode]
+    t0 = time.time()
+    sat = gen(pub + ["--duration", f"{sat_s}s", "--connections", str(conns), "--pool", str(pool),
+                     "--id-prefix", f"{name}-sat", "--ids-out", str(ids)], core=SERVER_CORE)
+    cpu_us = sat["generator_cpu_seconds"] * 1e6 / max(sat["ok"], 1)
+    half = gen(pub + ["--duration", f"{lat_s}s", "--connections", str(conns), "--rate", f"{max(sat['rate'] * 0.5, 1):.0f}",
+                      "--pool", str(int(sat["rate"] * 0.5 * lat_s) + 1000), "--id-prefix", f"{name}-half",
+                      "--ids-out", str(ids) + ".half"], core=SERVER_CORE)
+    return {
+        "rate": sat["rate"], "ok": sat["ok"], "errors": sat["errors"], "pool_exhausted": sat["pool_exhausted"],
+        "cpu_us_per_event": cpu_us,
+        "latency_at_half": {k: half[k] for k in ("target_rate", "offered", "ok", "p50_us", "p99_us", "p999_us", "max_us")},
+        "valid": sat["errors"] == 0 and not sat["pool_exhausted"], "seconds": time.time() - t0,
+    }
+
+
+def machine():
+    def cmd(*a):
+        try:
+            return subprocess.run(a, capture_output=True, text=True).stdout.strip()
+        except OSError:
+            return "?"
+    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name")), "?")
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(),
+        "rustc": cmd("rustc", "--version"), "hookbridge": cmd(str(HB), "--version"),
+        "git": cmd("git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"),
+        "nats_server": cmd("nats-server", "--version"), "tansu": cmd("tansu", "--version"),
+        "rabbitmq": cmd("sh", "-c", "dpkg-query -W -f '${Version}' rabbitmq-server 2>/dev/null"),
+    }
+
+
+def fmt_lat(l):
+    return f"{l['p50_us'] / 1000:.2f} / {l['p99_us'] / 1000:.2f} / {l['p999_us'] / 1000:.2f}"
+
+
+def verdict(ok):
+    return "met" if ok else "**missed**"
+
+
+def report():
+    r = json.loads((ROOT / "bench/results/latest.json").read_text())
+    m, sc = r["machine"], r["scenarios"]
+    rows = []
+
+    def row(name, res, baseline, ratio, target):
+        rows.append(f"| {name} | {res['rate']:,.0f} | {baseline} | {ratio} | {target} | {fmt_lat(res['latency_at_half'])} | "
+                    f"{res['cpu_us_per_event']:.1f} | {res.get('peak_rss_mib', 0):.1f} | "
+                    f"{'yes' if res.get('readback', {}).get('no_loss') else ('—' if 'readback' not in res else '**NO**')} | "
+                    f"{'valid' if res['valid'] else '**invalid**'} |")
+
+    lines = [
+        "# hookbridge benchmarks",
+        "",
+        f"Generated by `python3 scripts/bench.py report` from `bench/results/latest.json` "
+        f"(mode `{r['mode']}`, run {r['started']}). Reproduce with **`python3 scripts/bench.py {r['mode']}`** "
+        "(needs RabbitMQ, NATS with JetStream and tansu running, as `scripts/test.sh` starts them).",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, Linux {m['kernel']}; {m['rustc']}; {m['hookbridge']} (git {m['git']}); "
+        f"{m['nats_server']}; RabbitMQ {m['rabbitmq']}; {m['tansu']}.",
+        "",
+        "Settings: server under test (hookbridge or the baseline standing in for it) pinned to core 1, load generator "
+        "and brokers to core 0; 64 connections; saturation = closed loop; latency = open loop at 50 % of the measured "
+        "saturation rate, from each request's intended send time (coordinated-omission corrected). CPU-µs per event "
+        "is the server's utime+stime over the saturation run (spool: until its backlog drained) divided by the 2xx count. "
+        "No loss = every id answered 2xx (both runs) read back with the broker's client.",
+        "",
+        "| scenario | events/s | baseline events/s | ratio | target | p50 / p99 / p99.9 ms at 50 % | CPU-µs/event | peak RSS MiB | no loss | run |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    h = sc["http_ceiling"]
+    row("HTTP baseline: bare warp 204", h["baseline"], "—", "—", "—", )
+    row("hookbridge, `none` + blackhole", h["hookbridge"], f"{h['baseline']['rate']:,.0f}", f"{h['ratio']:.2f}",
+        f"≥ 0.85 {verdict(h['ratio'] >= 0.85)}")
+    for name, label in (("fic_es256", "hookbridge, FIC ES256 + blackhole"), ("hmac_standard_webhooks", "hookbridge, Standard Webhooks HMAC + blackhole")):
+        v = sc[name]
+        target = f"≥ 0.85 {verdict(v['ratio'] >= 0.85)}" if v["target"] else "—"
+        row(label, v["hookbridge"], f"{v['verify_alone']['rate']:,.0f} (verify alone)", f"{v['ratio']:.2f}", target)
+    for broker in ("nats", "rabbitmq", "kafka"):
+        e = sc[broker]
+        row(f"{broker}: direct client", e["direct"], "—", "—", "—")
+        row(f"{broker}: hookbridge sync", e["sync"], f"{e['direct']['rate']:,.0f}", f"{e['sync_ratio']:.2f}",
+            f"≥ 0.80 {verdict(e['sync_ratio'] >= 0.8)}; p99 +{e['p99_over_direct_us'] / 1000:.2f} ms (≤ {e['p99_allowed_us'] / 1000:.2f}) "
+            f"{verdict(e['p99_over_direct_us'] <= e['p99_allowed_us'])}")
+        row(f"{broker}: hookbridge spool (fsync)", e["spool"], f"{e['sync']['rate']:,.0f} (sync)", f"{e['spool_to_sync']:.2f}",
+            f"≥ 0.50 {verdict(e['spool_to_sync'] >= 0.5)}")
+    rss = [x["hookbridge"]["peak_rss_mib"] for k, x in sc.items() if "hookbridge" in x] + \
+          [sc[b][v]["peak_rss_mib"] for b in ("nats", "rabbitmq", "kafka") for v in ("sync", "spool")]
+    lines += rows
+    lines += ["", f"Peak RSS at saturation, largest over all hookbridge runs: {max(rss):.1f} MiB (target ≤ 64 MiB: {verdict(max(rss) <= 64)}).", ""]
+    notes = ROOT / "bench/NOTES.md"
+    if notes.exists():
+        lines += [notes.read_text().strip(), ""]
+    (ROOT / "BENCHMARKS.md").write_text("\n".join(lines) + "\n")
+    log("wrote BENCHMARKS.md")
+
+
+if __name__ == "__main__":
+    what = sys.argv[1] if len(sys.argv) > 1 else "quick"
+    if what == "report":
+        report()
+    elif what in MODES:
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "hookbridge-bench", "--bin", "hookbridge-load"], cwd=ROOT, check=True)
+        subprocess.run(["cargo", "build", "--release", "-q", "--bin", "hookbridge"], cwd=ROOT, check=True)
+        run(what)
+    else:
+        sys.exit(__doc__)
