@@ -26,6 +26,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -42,7 +43,7 @@ WHSEC = "whsec_" + base64.b64encode(b"benchmark-standard-webhooks-key").decode()
 FIC_KEY = "tests/fixtures/fic-test-key.pem"
 MODES = {
     # saturation seconds, latency seconds, connections, pool
-    "quick": (4, 4, 64, 150_000),
+    "quick": (3, 3, 64, 200_000),
     "full": (20, 20, 64, 700_000),
 }
 
@@ -117,12 +118,23 @@ class Server:
         return vm(self.proc.pid, "VmHWM") / 1024
 
     def spool_events(self):
+        """Events still in the spool; None when /readyz did not answer (keep waiting)."""
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=10) as r:
                 body = json.load(r)
-        except Exception as e:  # 503 still carries the JSON
-            body = json.load(e) if hasattr(e, "read") else {}
+        except urllib.error.HTTPError as e:  # 503 still carries the JSON
+            body = json.load(e)
+        except OSError:
+            return None
         return (body.get("spool") or {}).get("events", 0)
+
+    def drain(self, limit=180):
+        deadline = time.time() + limit
+        while time.time() < deadline:
+            if self.spool_events() == 0:
+                return True
+            time.sleep(0.2)
+        return False
 
     def stop(self):
         self.proc.terminate()
@@ -141,10 +153,7 @@ def measure(server, load_args, mode, prefix, ids_file=None, drain=False):
     if ids_file:
         args += ["--ids-out", str(ids_file)]
     sat = gen(args)
-    if drain:
-        deadline = time.time() + 120
-        while server.spool_events() > 0 and time.time() < deadline:
-            time.sleep(0.2)
+    drained = server.drain() if drain else True
     cpu = server.cpu() - cpu0
     rate = sat["rate"]
     half_args = load_args + ["--duration", f"{lat_s}s", "--connections", str(conns), "--rate", f"{max(rate * 0.5, 1):.0f}",
@@ -152,10 +161,7 @@ def measure(server, load_args, mode, prefix, ids_file=None, drain=False):
     if ids_file:
         half_args += ["--ids-out", str(ids_file) + ".half"]
     half = gen(half_args)
-    if drain:
-        deadline = time.time() + 120
-        while server.spool_events() > 0 and time.time() < deadline:
-            time.sleep(0.2)
+    drained = (server.drain() if drain else True) and drained
     util = max(sat["generator_cpu_seconds"] / sat["seconds"], half["generator_cpu_seconds"] / half["seconds"])
     return {
         "rate": rate,
@@ -167,7 +173,8 @@ def measure(server, load_args, mode, prefix, ids_file=None, drain=False):
         "peak_rss_mib": server.hwm_mib(),
         "latency_at_half": {k: half[k] for k in ("target_rate", "offered", "ok", "p50_us", "p99_us", "p999_us", "max_us")},
         "generator_util": util,
-        "valid": util <= 0.95 and sat["errors"] == 0 and not sat["pool_exhausted"],
+        "spool_drained": drained,
+        "valid": util <= 0.95 and sat["errors"] == 0 and not sat["pool_exhausted"] and drained,
     }
 
 
@@ -178,7 +185,7 @@ def hookbridge(config, env=None):
 def readback(broker, url, target, ids_file):
     ids = Path(ids_file).read_text() + Path(str(ids_file) + ".half").read_text()
     Path(str(ids_file) + ".all").write_text(ids)
-    return gen(["readback", "--broker", broker, "--url", url, "--target", target, "--ids", str(ids_file) + ".all", "--idle", "5s"])
+    return gen(["readback", "--broker", broker, "--url", url, "--target", target, "--ids", str(ids_file) + ".all", "--idle", "3s"])
 
 
 def run(mode):

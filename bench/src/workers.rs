@@ -410,6 +410,12 @@ pub async fn publish(
         }
         other => anyhow::bail!("unknown broker {other:?} (nats, rabbitmq, kafka)"),
     };
+    // Warm up outside the clock (connection, Kafka's producer id, JetStream's stream lookup), as
+    // hookbridge's sinks are warm when they are measured.
+    let mut workers = workers;
+    if let Some(w) = workers.first_mut() {
+        let _ = w.call(run.pool + 1).await;
+    }
     let (summary, ok) = drive::run(workers, run).await;
     if let Some(path) = ids_out {
         let text: String = ok.iter().map(|i| format!("{prefix}-{i}\n")).collect();

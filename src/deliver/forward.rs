@@ -1,4 +1,7 @@
-//! One forwarder per sink: delivers spooled events in spool order, with exponential backoff and
+//! One forwarder per sink: delivers spooled events in spool order — up to [`WINDOW`] publishes in
+//! flight, so a broker whose acknowledgement takes milliseconds (Kafka's linger, fsync) is not
+//! limited to one event per round trip; a broker may reorder within that window (RabbitMQ
+//! across channels) — with exponential backoff and
 //! full jitter between attempts (honouring a sink's `retry_after`), and records progress in the
 //! spool so a restart resumes where it left off.
 //!
@@ -11,12 +14,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::join_all;
 use hookbridge_sink_core::{Event, SinkError, SinkHandle};
 use rand::Rng;
 use tokio::sync::watch;
 
 use super::spool::{Parked, Record, Spool};
 use super::{dead_letter_event, DeadReason};
+
+/// Most publishes one forwarder has in flight (its events are still acknowledged, and its
+/// cursor advanced, in spool order).
+const WINDOW: usize = 64;
 
 /// When and where events are dead-lettered.
 #[derive(Clone, Default)]
@@ -76,7 +84,10 @@ pub async fn run(
         let notified = spool.new_data.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let next = match spool.next_for(&name, cursor).await {
+        // Up to WINDOW publishes in flight; one at a time while a failure is being retried, so
+        // an outage is probed with one event rather than re-sending a window each time.
+        let window = if attempt > 0 { 1 } else { WINDOW };
+        let (batch, scanned) = match spool.next_batch_for(&name, cursor, window).await {
             Ok(n) => n,
             Err(e) => {
                 tracing::error!(sink = %name, error = %e, "spool read failed");
@@ -86,11 +97,7 @@ pub async fn run(
                 continue;
             }
         };
-        let (record, scanned) = match next {
-            (Some((seq, record)), _) => (Some((seq, record)), seq),
-            (None, scanned) => (None, scanned),
-        };
-        let Some((seq, record)) = record else {
+        let Some((_, first)) = batch.first() else {
             spool.set_head(&name, None);
             if scanned > cursor {
                 // Skip records meant for other sinks.
@@ -105,26 +112,29 @@ pub async fn run(
             continue;
         };
         if attempt == 0 {
-            spool.set_head(&name, record.received());
+            spool.set_head(&name, first.received());
         }
-        let event = record.event();
-        let result = publish(&sink, &event, publish_timeout).await;
-        let done = match result {
-            Ok(_) => {
-                tracing::debug!(sink = %name, event_id = %event.id, seq, "spooled event delivered");
-                true
-            }
-            Err(e) => {
-                attempt = attempt.saturating_add(1);
-                let exhausted = dead_letters.max_attempts.is_some_and(|m| attempt >= m);
-                if e.is_retryable() && !exhausted {
-                    metrics::counter!("hookbridge_retries_total", "sink" => name.clone()).increment(1);
-                    tracing::warn!(sink = %name, event_id = %event.id, seq, attempt, error = %e, "spooled publish failed; retrying");
-                    if sleep_or_stop(&mut stop, backoff.delay(attempt, e.retry_after())).await {
-                        return;
+        let events: Vec<Event> = batch.iter().map(|(_, r)| r.event()).collect();
+        let results = join_all(events.iter().map(|e| publish(&sink, e, publish_timeout))).await;
+        // Results in spool order: progress stops at the first failure that will be retried
+        // (events after it that did get through are sent again later: at-least-once).
+        let mut passed = None;
+        let mut retry = None;
+        for (((seq, record), event), result) in batch.iter().zip(&events).zip(results) {
+            let seq = *seq;
+            match result {
+                Ok(()) => {
+                    tracing::debug!(sink = %name, event_id = %event.id, seq, "spooled event delivered");
+                }
+                Err(e) => {
+                    attempt = attempt.saturating_add(1);
+                    let exhausted = dead_letters.max_attempts.is_some_and(|m| attempt >= m);
+                    if e.is_retryable() && !exhausted {
+                        metrics::counter!("hookbridge_retries_total", "sink" => name.clone()).increment(1);
+                        tracing::warn!(sink = %name, event_id = %event.id, seq, attempt, error = %e, "spooled publish failed; retrying");
+                        retry = Some(backoff.delay(attempt, e.retry_after()));
+                        break;
                     }
-                    false
-                } else {
                     let reason = if e.is_retryable() {
                         DeadReason::Exhausted
                     } else {
@@ -132,13 +142,13 @@ pub async fn run(
                     };
                     let dead = Dead {
                         seq,
-                        record: &record,
-                        event: &event,
+                        record,
+                        event,
                         reason,
                         attempts: attempt,
                         error: &e,
                     };
-                    match dead_letter(
+                    if dead_letter(
                         &spool,
                         &name,
                         &dead,
@@ -148,19 +158,25 @@ pub async fn run(
                         &mut stop,
                     )
                     .await
+                    .is_none()
                     {
-                        Some(()) => true,
-                        None => return,
+                        return;
                     }
                 }
             }
-        };
-        if done {
             attempt = 0;
-            cursor = seq;
+            passed = Some(seq);
             spool.note_done(&name);
+        }
+        if let Some(seq) = passed {
+            cursor = seq;
             if let Err(e) = spool.advance(&name, seq, &all_sinks).await {
                 tracing::error!(sink = %name, error = %e, "cannot record spool progress");
+            }
+        }
+        if let Some(delay) = retry {
+            if sleep_or_stop(&mut stop, delay).await {
+                return;
             }
         }
     }

@@ -672,6 +672,39 @@ impl Spool {
         .await
     }
 
+    /// Up to `max` records after `after` that target `sink`, in order, and the last sequence
+    /// scanned.
+    pub async fn next_batch_for(
+        &self,
+        sink: &str,
+        after: u64,
+        max: usize,
+    ) -> Result<(Vec<(u64, Record)>, u64), SpoolError> {
+        let db = self.db.clone();
+        let sink = sink.to_owned();
+        blocking(move || {
+            let txn = db.begin_read().map_err(io)?;
+            let table = txn.open_table(EVENTS).map_err(io)?;
+            let mut scanned = after;
+            let mut out = Vec::new();
+            for entry in table.range(after + 1..).map_err(io)?.take(1024) {
+                let (k, v) = entry.map_err(io)?;
+                let record: Record = serde_json::from_slice(v.value()).map_err(io)?;
+                if record.targets.contains(&sink) {
+                    out.push((k.value(), record));
+                    scanned = k.value();
+                    if out.len() >= max {
+                        break;
+                    }
+                } else {
+                    scanned = k.value();
+                }
+            }
+            Ok((out, scanned))
+        })
+        .await
+    }
+
     /// Records that `sink` has passed `seq`, and deletes records every listed sink has passed.
     pub async fn advance(&self, sink: &str, seq: u64, all_sinks: &[String]) -> Result<(), SpoolError> {
         let db = self.db.clone();
