@@ -76,13 +76,7 @@ pub async fn run(config: &Config, filter: &ReplayFilter) -> Result<Value, String
         other => other.to_string(),
     })?;
     let items = spool.replay(filter).await.map_err(|e| e.to_string())?;
-    Ok(serde_json::json!({
-        "matched": items.len(),
-        "replayed": if filter.dry_run { 0 } else { items.len() },
-        "dry_run": filter.dry_run,
-        "events": items,
-        "truncated": false,
-    }))
+    Ok(crate::ingress::admin::replay_answer(&items, filter.dry_run))
 }
 
 /// The answer as text for people.

@@ -580,10 +580,7 @@ impl Spool {
         let table = txn.open_table(EVENTS).ok()?;
         let (_, v) = table.first().ok()??;
         let record: Record = serde_json::from_slice(v.value()).ok()?;
-        let received = record.extensions.get("hbreceived")?.as_str()?.to_owned();
-        let at =
-            time::OffsetDateTime::parse(&received, &time::format_description::well_known::Rfc3339).ok()?;
-        let age = time::OffsetDateTime::now_utc() - at;
+        let age = time::OffsetDateTime::now_utc() - record.received()?;
         std::time::Duration::try_from(age).ok()
     }
 
@@ -645,29 +642,6 @@ impl Spool {
             let txn = db.begin_read().map_err(io)?;
             let table = txn.open_table(CURSORS).map_err(io)?;
             Ok(table.get(sink.as_str()).map_err(io)?.map_or(0, |v| v.value()))
-        })
-        .await
-    }
-
-    /// The first record after `after` that targets `sink`, and the last sequence scanned (so
-    /// records for other sinks can be skipped durably).
-    pub async fn next_for(&self, sink: &str, after: u64) -> Result<(Option<(u64, Record)>, u64), SpoolError> {
-        let db = self.db.clone();
-        let sink = sink.to_owned();
-        blocking(move || {
-            let txn = db.begin_read().map_err(io)?;
-            let table = txn.open_table(EVENTS).map_err(io)?;
-            let mut scanned = after;
-            // Bounded scan per call so one sink's long skip does not hold a read transaction.
-            for entry in table.range(after + 1..).map_err(io)?.take(1024) {
-                let (k, v) = entry.map_err(io)?;
-                scanned = k.value();
-                let record: Record = serde_json::from_slice(v.value()).map_err(io)?;
-                if record.targets.contains(&sink) {
-                    return Ok((Some((scanned, record)), scanned));
-                }
-            }
-            Ok((None, scanned))
         })
         .await
     }
@@ -868,13 +842,13 @@ mod tests {
             let s1 = spool.append(&record("1", &["a", "b"])).await.expect("append");
             let s2 = spool.append(&record("2", &["b"])).await.expect("append");
             assert_eq!((s1, s2), (1, 2));
-            let (found, _) = spool.next_for("a", 0).await.expect("next");
-            let (seq, rec) = found.expect("record for a");
+            let (mut found, _) = spool.next_batch_for("a", 0, 1).await.expect("next");
+            let (seq, rec) = found.pop().expect("record for a");
             assert_eq!(seq, 1);
             assert_eq!(rec.event(), record("1", &["a", "b"]).event());
             spool.advance("a", 1, &names).await.expect("advance");
-            let (found, scanned) = spool.next_for("a", 1).await.expect("next");
-            assert!(found.is_none());
+            let (found, scanned) = spool.next_batch_for("a", 1, 1).await.expect("next");
+            assert!(found.is_empty());
             assert_eq!(scanned, 2);
             assert_eq!(spool.depth().0, 2, "b has not passed anything yet");
             spool.advance("b", 1, &names).await.expect("advance");
@@ -887,8 +861,8 @@ mod tests {
         assert_eq!(spool.cursor("a").await.expect("cursor"), 1);
         assert_eq!(spool.cursor("b").await.expect("cursor"), 1);
         assert_eq!(spool.depth().0, 2);
-        let (found, _) = spool.next_for("b", 1).await.expect("next");
-        assert_eq!(found.expect("b's record").0, 2);
+        let (found, _) = spool.next_batch_for("b", 1, 1).await.expect("next");
+        assert_eq!(found.first().expect("b's record").0, 2);
         assert_eq!(spool.append(&record("4", &["a"])).await.expect("append"), 4);
     }
 
@@ -938,8 +912,8 @@ mod tests {
         let done = spool.replay(&only_a).await.expect("replay");
         assert_eq!(done.len(), 1);
         assert_eq!((done[0].id.as_str(), done[0].requeued_as), ("e2", Some(4)));
-        let (found, _) = spool.next_for("a", 3).await.expect("next");
-        let (_, copy) = found.expect("the copy is queued");
+        let (mut found, _) = spool.next_batch_for("a", 3, 1).await.expect("next");
+        let (_, copy) = found.pop().expect("the copy is queued");
         assert!(copy.extensions.contains_key("hbreplay"));
         spool.advance("a", 4, &names).await.expect("advance");
         let again = spool.replay(&only_a).await.expect("replay");

@@ -15,7 +15,7 @@ use warp::reply::Response;
 use super::body::read_capped;
 use super::reply::{self, ErrorReply};
 use crate::app::App;
-use crate::deliver::spool::{ReplayFilter, Spool};
+use crate::deliver::spool::{ReplayFilter, Replayed, Spool};
 
 /// Most replayed events listed one by one in the answer (all are counted).
 const LISTED: usize = 1000;
@@ -74,6 +74,18 @@ where
     }
 }
 
+/// The answer to a replay, from the admin endpoint or the CLI on the spool: counts and the first
+/// [`LISTED`] events.
+pub fn replay_answer(items: &[Replayed], dry_run: bool) -> serde_json::Value {
+    json!({
+        "matched": items.len(),
+        "replayed": if dry_run { 0 } else { items.len() },
+        "dry_run": dry_run,
+        "events": items.iter().take(LISTED).collect::<Vec<_>>(),
+        "truncated": items.len() > LISTED,
+    })
+}
+
 /// Checks a replay filter against the configuration: the error names the field.
 pub fn check_filter(
     config: &crate::config::Config,
@@ -117,17 +129,7 @@ async fn replay(app: &App, spool: &Spool, filter: &ReplayFilter) -> Response {
             } else {
                 items.len() as u64
             });
-            let listed: Vec<_> = items.iter().take(LISTED).collect();
-            reply::json_response(
-                StatusCode::OK,
-                &json!({
-                    "matched": items.len(),
-                    "replayed": if filter.dry_run { 0 } else { items.len() },
-                    "dry_run": filter.dry_run,
-                    "events": listed,
-                    "truncated": items.len() > LISTED,
-                }),
-            )
+            reply::json_response(StatusCode::OK, &replay_answer(&items, filter.dry_run))
         }
         Err(crate::deliver::spool::SpoolError::Full(m)) => reply::error(
             &ErrorReply::unavailable("overloaded", app.config.server.retry_after).message(format!(
