@@ -4,6 +4,7 @@
     python3 scripts/bench.py quick      # ≤ 5 min: short runs, every scenario
     python3 scripts/bench.py full       # ≤ 30 min: longer runs
     python3 scripts/bench.py report     # BENCHMARKS.md from bench/results/latest.json
+    python3 scripts/bench.py quick http,nats   # some scenarios only (partial results file, no report)
 
 Each scenario runs next to its baseline in the same run. The server under test (hookbridge, or the
 baseline standing in for it) is pinned to core 1 (`taskset -c 1`); the load generator
@@ -188,86 +189,200 @@ def readback(broker, url, target, ids_file):
     return gen(["readback", "--broker", broker, "--url", url, "--target", target, "--ids", str(ids_file) + ".all", "--idle", "3s"])
 
 
-def run(mode):
+def http_ceiling(mode, stamp, sc):
+    """HTTP ceiling: bare warp 204 vs hookbridge (none + blackhole)."""
+    log("http: baseline")
+    base = Server([str(LOAD), "http-baseline", "--listen", f"127.0.0.1:{BASELINE_PORT}"], BASELINE_PORT)
+    b = measure(base, ["load", "--config", "bench/configs/ce-blackhole.toml", "--source", "events",
+                       "--url", f"http://127.0.0.1:{BASELINE_PORT}/events"], mode, f"http-base-{stamp}")
+    base.stop()
+    log("http: hookbridge")
+    hb = hookbridge("bench/configs/ce-blackhole.toml")
+    h = measure(hb, ["load", "--config", "bench/configs/ce-blackhole.toml", "--source", "events"], mode, f"http-{stamp}")
+    hb.stop()
+    sc["http_ceiling"] = {"baseline": b, "hookbridge": h, "ratio": h["rate"] / b["rate"], "target": 0.85}
+
+
+def verification(mode, stamp, sc):
+    """The verifier alone on the server core vs hookbridge with it."""
+    for name, config, source, key in (("fic_es256", "bench/configs/fic-blackhole.toml", "fic", FIC_KEY),
+                                      ("hmac_standard_webhooks", "bench/configs/hmac-blackhole.toml", "sw", None)):
+        log(f"{name}: verify alone")
+        vargs = ["verify", "--config", config, "--source", source, "--duration", f"{MODES[mode][0]}s", "--pool", "5000"]
+        if key:
+            vargs += ["--key", key]
+        env_bak = os.environ.get("HB_BENCH_WHSEC")
+        os.environ["HB_BENCH_WHSEC"] = WHSEC
+        v = gen(vargs, core=SERVER_CORE)
+        log(f"{name}: hookbridge")
+        hb = hookbridge(config)
+        largs = ["load", "--config", config, "--source", source] + (["--key", key] if key else [])
+        h = measure(hb, largs, mode, f"{name}-{stamp}")
+        hb.stop()
+        if env_bak is None:
+            os.environ.pop("HB_BENCH_WHSEC", None)
+        sc[name] = {"verify_alone": v, "hookbridge": h, "ratio": h["rate"] / v["rate"],
+                    "target": 0.85 if name == "fic_es256" else None}
+
+
+BROKERS = (("nats", NATS, "SUBJECT"), ("rabbitmq", AMQP, "ROUTING_KEY"), ("kafka", KAFKA, "TOPIC"))
+
+
+def brokers(mode, stamp, sc, only=None):
+    """Each broker: the direct client (on the server core) vs hookbridge sync and spool."""
+    for broker, url, key in BROKERS:
+        if only and broker not in only:
+            continue
+        entry = {}
+        for variant in ("direct", "sync", "spool"):
+            name = f"hbbench_{broker}_{variant}_{stamp}".replace("-", "_")
+            subject = f"hbbench.{stamp}.{variant}"
+            target = name.upper() if broker == "nats" else name
+            log(f"{broker}: {variant}")
+            gen(["setup", "--broker", broker, "--url", url, "--target", target, "--subject", subject])
+            ids = ROOT / f"target/bench/{name}.ids"
+            try:
+                if variant == "direct":
+                    sink_target = f"{subject}.x" if broker == "nats" else target
+                    pub = ["publish", "--broker", broker, "--url", url, "--target", sink_target]
+                    r = direct(pub, mode, name, ids)
+                else:
+                    sink_target = f"{subject}.{{type}}" if broker == "nats" else target
+                    spool_dir = ROOT / f"target/bench/spool-{name}"
+                    hb = hookbridge(f"bench/configs/{broker}-{variant}.toml",
+                                    {f"HOOKBRIDGE_SINKS__BROKER__{key}": sink_target,
+                                     "HOOKBRIDGE_SPOOL__DIR": str(spool_dir)})
+                    r = measure(hb, ["load", "--config", f"bench/configs/{broker}-{variant}.toml", "--source", "events"],
+                                mode, name, ids, drain=(variant == "spool"))
+                    hb.stop()
+                r["readback"] = readback(broker, url, target, ids)
+                r["valid"] = r["valid"] and r["readback"]["no_loss"]
+            finally:
+                gen(["setup", "--broker", broker, "--url", url, "--target", target, "--remove"])
+            entry[variant] = r
+        d, s, p = entry["direct"], entry["sync"], entry["spool"]
+        entry["sync_ratio"] = s["rate"] / d["rate"]
+        entry["spool_to_sync"] = p["rate"] / s["rate"]
+        p99d, p99s = d["latency_at_half"]["p99_us"], s["latency_at_half"]["p99_us"]
+        entry["p99_over_direct_us"] = p99s - p99d
+        entry["p99_allowed_us"] = max(1000, 0.2 * p99d)
+        sc[broker] = entry
+
+
+OUTAGE_S, OUTAGE_RATE, PROXY_PORT = 60, 2000, 18082
+
+
+def outage(mode, stamp, sc):
+    """Spool mode through a 60 s broker outage at a fixed rate: VmRSS every second must stay flat.
+
+    NATS is reached through a TCP proxy (`hookbridge-load proxy`); killing the proxy cuts the broker
+    off without touching the shared service. Load runs open-loop at OUTAGE_RATE for 5 s before,
+    the 60 s of the outage and 10 s after; the backlog then drains and every 2xx'd id is read back.
+    """
+    broker, url = "nats", NATS
+    name = f"hbbench_nats_outage_{stamp}".replace("-", "_")
+    subject, target = f"hbbench.{stamp}.outage", name.upper()
+    gen(["setup", "--broker", broker, "--url", url, "--target", target, "--subject", subject])
+    ids = ROOT / f"target/bench/{name}.ids"
+    proxy_cmd = ["taskset", "-c", OTHER_CORE, str(LOAD), "proxy", "--listen", f"127.0.0.1:{PROXY_PORT}", "--upstream", "127.0.0.1:4222"]
+    proxy = subprocess.Popen(proxy_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    hb = None
+    try:
+        wait_port(PROXY_PORT)
+        hb = hookbridge("bench/configs/nats-spool.toml",
+                        {"HOOKBRIDGE_SINKS__BROKER__SUBJECT": f"{subject}.{{type}}",
+                         "HOOKBRIDGE_SINKS__BROKER__URL": f"nats://127.0.0.1:{PROXY_PORT}",
+                         "HOOKBRIDGE_SPOOL__DIR": str(ROOT / f"target/bench/spool-{name}")})
+        # Warm-up with the broker up: enough events to fill the dedup table to its default bound
+        # (100,000 ids) and the spool's page cache, so what follows measures growth with the
+        # backlog, not bounded tables filling up.
+        log("outage: warm-up (110,000 events, broker up)")
+        warm = gen(["load", "--config", "bench/configs/nats-spool.toml", "--source", "events", "--duration", "120s",
+                    "--connections", "64", "--pool", "110000", "--id-prefix", f"{name}-warm", "--ids-out", str(ids) + ".half"])
+        hb.drain()
+        rss_warm = vm(hb.proc.pid, "VmRSS") / 1024
+        total = 5 + OUTAGE_S + 10
+        load = subprocess.Popen(["taskset", "-c", OTHER_CORE, str(LOAD), "load", "--config", "bench/configs/nats-spool.toml",
+                                 "--source", "events", "--duration", f"{total}s", "--rate", str(OUTAGE_RATE),
+                                 "--connections", "64", "--pool", str(OUTAGE_RATE * total + 1000),
+                                 "--id-prefix", f"{name}", "--ids-out", str(ids)],
+                                cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        t0 = time.time()
+        samples = []  # (seconds since load start, VmRSS MiB, phase)
+        phase = "before"
+        while load.poll() is None:
+            t = time.time() - t0
+            if phase == "before" and t >= 5:
+                proxy.kill()
+                proxy.wait()
+                phase = "outage"
+                log("outage: broker cut off")
+            elif phase == "outage" and t >= 5 + OUTAGE_S:
+                proxy = subprocess.Popen(proxy_cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                phase = "after"
+                log("outage: broker back")
+            samples.append((round(t, 1), vm(hb.proc.pid, "VmRSS") / 1024, phase))
+            time.sleep(1)
+        out, err = load.communicate()
+        if load.returncode != 0:
+            raise RuntimeError(f"outage load: {err.strip()}")
+        summary = json.loads(out.strip().splitlines()[-1])
+        drained = hb.drain()
+        during = [m for t, m, p in samples if p == "outage"]
+        settled = [m for t, m, p in samples if p == "outage" and t >= 5 + 10]
+        growth = settled[-1] - settled[0] if len(settled) > 1 else 0.0
+        allowed = max(2.0, 0.05 * settled[0]) if settled else 0.0
+        readback_ids = Path(ids).read_text()
+        rb = readback(broker, url, target, ids)
+        sc["outage"] = {
+            "broker": broker, "rate": OUTAGE_RATE, "outage_seconds": OUTAGE_S, "samples": samples,
+            "ok": summary["ok"], "non_2xx": summary["statuses"], "errors": summary["errors"],
+            "warm_up": {"ok": warm["ok"], "rate": warm["rate"], "errors": warm["errors"]}, "rss_after_warm_up_mib": rss_warm,
+            "rss_outage_start_mib": during[0] if during else None,
+            "rss_after_10s_mib": settled[0] if settled else None,
+            "rss_outage_end_mib": settled[-1] if settled else None,
+            "rss_max_mib": max(m for _, m, _ in samples),
+            "growth_mib": growth, "allowed_growth_mib": allowed, "flat": bool(settled) and growth <= allowed,
+            "spool_drained": drained, "readback": rb,
+            "valid": drained and rb["no_loss"] and summary["errors"] == 0 and not summary["statuses"] and bool(readback_ids)
+            and warm["errors"] == 0 and not warm["statuses"],
+        }
+        log(f"outage: RSS {sc['outage']['rss_after_10s_mib']:.1f} -> {sc['outage']['rss_outage_end_mib']:.1f} MiB")
+    finally:
+        if hb:
+            hb.stop()
+        proxy.kill()
+        gen(["setup", "--broker", broker, "--url", url, "--target", target, "--remove"])
+
+
+SCENARIOS = ("http", "verify", "nats", "rabbitmq", "kafka", "outage")
+
+
+def run(mode, only=None):
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     (ROOT / "target/bench").mkdir(parents=True, exist_ok=True)
     results = {"mode": mode, "started": stamp, "machine": machine(), "scenarios": {}}
     sc = results["scenarios"]
+    want = set(only or SCENARIOS)
     saved = pin_brokers()
     try:
-        # HTTP ceiling: bare warp 204 vs hookbridge (none + blackhole).
-        log("http: baseline")
-        base = Server([str(LOAD), "http-baseline", "--listen", f"127.0.0.1:{BASELINE_PORT}"], BASELINE_PORT)
-        b = measure(base, ["load", "--config", "bench/configs/ce-blackhole.toml", "--source", "events",
-                           "--url", f"http://127.0.0.1:{BASELINE_PORT}/events"], mode, f"http-base-{stamp}")
-        base.stop()
-        log("http: hookbridge")
-        hb = hookbridge("bench/configs/ce-blackhole.toml")
-        h = measure(hb, ["load", "--config", "bench/configs/ce-blackhole.toml", "--source", "events"], mode, f"http-{stamp}")
-        hb.stop()
-        sc["http_ceiling"] = {"baseline": b, "hookbridge": h, "ratio": h["rate"] / b["rate"], "target": 0.85}
-
-        # Verification: the verifier alone on the server core vs hookbridge with it.
-        for name, config, source, key in (("fic_es256", "bench/configs/fic-blackhole.toml", "fic", FIC_KEY),
-                                          ("hmac_standard_webhooks", "bench/configs/hmac-blackhole.toml", "sw", None)):
-            log(f"{name}: verify alone")
-            vargs = ["verify", "--config", config, "--source", source, "--duration", f"{MODES[mode][0]}s", "--pool", "5000"]
-            if key:
-                vargs += ["--key", key]
-            env_bak = os.environ.get("HB_BENCH_WHSEC")
-            os.environ["HB_BENCH_WHSEC"] = WHSEC
-            v = gen(vargs, core=SERVER_CORE)
-            log(f"{name}: hookbridge")
-            hb = hookbridge(config)
-            largs = ["load", "--config", config, "--source", source] + (["--key", key] if key else [])
-            h = measure(hb, largs, mode, f"{name}-{stamp}")
-            hb.stop()
-            if env_bak is None:
-                os.environ.pop("HB_BENCH_WHSEC", None)
-            sc[name] = {"verify_alone": v, "hookbridge": h, "ratio": h["rate"] / v["rate"],
-                        "target": 0.85 if name == "fic_es256" else None}
-
-        # Brokers: the direct client (on the server core) vs hookbridge sync and spool.
-        for broker, url, key in (("nats", NATS, "SUBJECT"), ("rabbitmq", AMQP, "ROUTING_KEY"), ("kafka", KAFKA, "TOPIC")):
-            entry = {}
-            for variant in ("direct", "sync", "spool"):
-                name = f"hbbench_{broker}_{variant}_{stamp}".replace("-", "_")
-                subject = f"hbbench.{stamp}.{variant}"
-                target = name.upper() if broker == "nats" else name
-                log(f"{broker}: {variant}")
-                gen(["setup", "--broker", broker, "--url", url, "--target", target, "--subject", subject])
-                ids = ROOT / f"target/bench/{name}.ids"
-                try:
-                    if variant == "direct":
-                        sink_target = f"{subject}.x" if broker == "nats" else target
-                        pub = ["publish", "--broker", broker, "--url", url, "--target", sink_target]
-                        r = direct(pub, mode, name, ids)
-                    else:
-                        sink_target = f"{subject}.{{type}}" if broker == "nats" else target
-                        spool_dir = ROOT / f"target/bench/spool-{name}"
-                        hb = hookbridge(f"bench/configs/{broker}-{variant}.toml",
-                                        {f"HOOKBRIDGE_SINKS__BROKER__{key}": sink_target,
-                                         "HOOKBRIDGE_SPOOL__DIR": str(spool_dir)})
-                        r = measure(hb, ["load", "--config", f"bench/configs/{broker}-{variant}.toml", "--source", "events"],
-                                    mode, name, ids, drain=(variant == "spool"))
-                        hb.stop()
-                    r["readback"] = readback(broker, url, target, ids)
-                    r["valid"] = r["valid"] and r["readback"]["no_loss"]
-                finally:
-                    gen(["setup", "--broker", broker, "--url", url, "--target", target, "--remove"])
-                entry[variant] = r
-            d, s, p = entry["direct"], entry["sync"], entry["spool"]
-            entry["sync_ratio"] = s["rate"] / d["rate"]
-            entry["spool_to_sync"] = p["rate"] / s["rate"]
-            p99d, p99s = d["latency_at_half"]["p99_us"], s["latency_at_half"]["p99_us"]
-            entry["p99_over_direct_us"] = p99s - p99d
-            entry["p99_allowed_us"] = max(1000, 0.2 * p99d)
-            sc[broker] = entry
+        if "http" in want:
+            http_ceiling(mode, stamp, sc)
+        if "verify" in want:
+            verification(mode, stamp, sc)
+        brokers(mode, stamp, sc, only=want)
+        if "outage" in want:
+            outage(mode, stamp, sc)
     finally:
         restore(saved)
     out = ROOT / "bench/results"
     out.mkdir(exist_ok=True)
     text = json.dumps(results, indent=1, sort_keys=True)
+    if only:
+        # A partial run (for profiling one scenario) never replaces the report's source.
+        (out / f"{stamp}-{mode}-partial.json").write_text(text)
+        print(text)
+        return
     (out / f"{stamp}-{mode}.json").write_text(text)
     (out / "latest.json").write_text(text)
     report()
@@ -364,6 +479,24 @@ def report():
           [sc[b][v]["peak_rss_mib"] for b in ("nats", "rabbitmq", "kafka") for v in ("sync", "spool")]
     lines += rows
     lines += ["", f"Peak RSS at saturation, largest over all hookbridge runs: {max(rss):.1f} MiB (target ≤ 64 MiB: {verdict(max(rss) <= 64)}).", ""]
+    o = sc.get("outage")
+    if o:
+        trace = ", ".join(f"{m:.1f}" for t, m, p in o["samples"][::5])
+        lines += [
+            f"Broker outage in spool mode ({o['broker']} cut off by killing a TCP proxy for {o['outage_seconds']} s, "
+            f"open-loop load at {o['rate']:,} events/s from 5 s before to 10 s after; before it, {o['warm_up']['ok']:,} "
+            f"events with the broker up filled the dedup table to its default bound, VmRSS {o['rss_after_warm_up_mib']:.1f} MiB): VmRSS "
+            f"{o['rss_outage_start_mib']:.1f} MiB when the broker went away, {o['rss_after_10s_mib']:.1f} MiB 10 s later, "
+            f"{o['rss_outage_end_mib']:.1f} MiB at the end of the outage (growth {o['growth_mib']:+.1f} MiB, allowed "
+            f"{o['allowed_growth_mib']:.1f}: flat RSS {verdict(o['flat'])}); max {o['rss_max_mib']:.1f} MiB. "
+            f"{o['ok']:,} events answered 2xx, {sum(o['non_2xx'].values()) if o['non_2xx'] else 0} otherwise, "
+            f"{o['errors']} transport errors; backlog drained: {'yes' if o['spool_drained'] else '**no**'}; "
+            f"every 2xx'd id read back: {'yes' if o['readback']['no_loss'] else '**NO**'}. "
+            f"Run {'valid' if o['valid'] else '**invalid**'}.",
+            "",
+            f"VmRSS every 5 s (MiB): {trace}.",
+            "",
+        ]
     notes = ROOT / "bench/NOTES.md"
     if notes.exists():
         lines += [notes.read_text().strip(), ""]
@@ -376,8 +509,11 @@ if __name__ == "__main__":
     if what == "report":
         report()
     elif what in MODES:
+        only = sys.argv[2].split(",") if len(sys.argv) > 2 else None
+        if only and not set(only) <= set(SCENARIOS):
+            sys.exit(f"scenarios: {', '.join(SCENARIOS)}")
         subprocess.run(["cargo", "build", "--release", "-q", "-p", "hookbridge-bench", "--bin", "hookbridge-load"], cwd=ROOT, check=True)
         subprocess.run(["cargo", "build", "--release", "-q", "--bin", "hookbridge"], cwd=ROOT, check=True)
-        run(what)
+        run(what, only)
     else:
         sys.exit(__doc__)

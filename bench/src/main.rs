@@ -11,6 +11,9 @@
 //!   acknowledgement settings as hookbridge's sink (JetStream PubAck, RabbitMQ publisher
 //!   confirms, Kafka `acks=all` idempotent), closed-loop or at a fixed rate.
 //!
+//! - `proxy`: a TCP proxy to a broker; the outage scenario kills it to cut the broker off
+//!   without touching the shared broker service.
+//!
 //! Every command prints one JSON object: counts, rate, latency percentiles and this process's
 //! CPU seconds (so the harness can flag a run where the generator saturated its core).
 
@@ -58,6 +61,13 @@ enum Command {
     HttpBaseline {
         #[arg(long, default_value = "127.0.0.1:18081")]
         listen: std::net::SocketAddr,
+    },
+    /// Forward TCP connections from `--listen` to `--upstream` until killed.
+    Proxy {
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        #[arg(long)]
+        upstream: String,
     },
     /// Verify pre-built requests of `--source` on one core for `--duration`.
     Verify {
@@ -152,6 +162,20 @@ fn main() -> anyhow::Result<()> {
                 let listener = tokio::net::TcpListener::bind(listen).await?;
                 warp::serve(route).incoming(listener).run().await;
                 Ok(serde_json::json!({}))
+            }
+            Command::Proxy { listen, upstream } => {
+                let listener = tokio::net::TcpListener::bind(listen).await?;
+                loop {
+                    let (mut inbound, _) = listener.accept().await?;
+                    let upstream = upstream.clone();
+                    tokio::spawn(async move {
+                        if let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await {
+                            let _ = inbound.set_nodelay(true);
+                            let _ = outbound.set_nodelay(true);
+                            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                }
             }
             Command::Verify {
                 config,

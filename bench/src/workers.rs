@@ -6,9 +6,6 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 
 use crate::drive::{self, Outcome, RunArgs, Worker};
@@ -57,59 +54,114 @@ fn prepare(
     Ok((out, config))
 }
 
+/// One keep-alive HTTP/1.1 connection speaking raw bytes: each request is serialized before
+/// the run, and the answer is read with a minimal parser (status line, `content-length`). A
+/// full HTTP client (hyper's) cost the generator as much CPU per request as the bare-warp
+/// baseline spends answering it, so the baseline measured the generator.
 struct HttpWorker {
     addr: String,
-    host: http::HeaderValue,
-    requests: Arc<Vec<Prepared>>,
-    conn: Option<SendRequest<Full<Bytes>>>,
+    wire: Arc<Vec<Bytes>>,
+    conn: Option<tokio::net::TcpStream>,
+    buf: Vec<u8>,
+}
+
+/// Serializes `p` as an HTTP/1.1 request for `authority`.
+fn serialize(p: &Prepared, authority: &str) -> Bytes {
+    let path = p.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let mut out = Vec::with_capacity(256 + p.body.len());
+    out.extend_from_slice(format!("POST {path} HTTP/1.1\r\nhost: {authority}\r\n").as_bytes());
+    for (k, v) in &p.headers {
+        if k == http::header::CONTENT_LENGTH || k == http::header::HOST {
+            continue;
+        }
+        out.extend_from_slice(k.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(format!("content-length: {}\r\n\r\n", p.body.len()).as_bytes());
+    out.extend_from_slice(&p.body);
+    Bytes::from(out)
+}
+
+/// The status and the length of a complete response head in `buf`, with its `content-length`
+/// (`None` while the head is incomplete; `Err` for anything this parser does not speak).
+fn parse_head(buf: &[u8]) -> Result<Option<(u16, usize, usize, bool)>, ()> {
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Ok(None);
+    };
+    let head = std::str::from_utf8(&buf[..end]).map_err(|_| ())?;
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse::<u16>().ok())
+        .ok_or(())?;
+    let (mut length, mut close) = (0usize, false);
+    for line in lines {
+        let Some((k, v)) = line.split_once(':') else {
+            return Err(());
+        };
+        let v = v.trim();
+        if k.eq_ignore_ascii_case("content-length") {
+            length = v.parse().map_err(|_| ())?;
+        } else if k.eq_ignore_ascii_case("transfer-encoding") {
+            return Err(());
+        } else if k.eq_ignore_ascii_case("connection") && v.eq_ignore_ascii_case("close") {
+            close = true;
+        }
+    }
+    Ok(Some((status, end + 4, length, close)))
 }
 
 impl HttpWorker {
-    async fn connect(&mut self) -> Option<&mut SendRequest<Full<Bytes>>> {
-        if self.conn.as_ref().is_none_or(|c| c.is_closed()) {
-            let stream = tokio::net::TcpStream::connect(&self.addr).await.ok()?;
-            let _ = stream.set_nodelay(true);
-            let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .ok()?;
-            tokio::spawn(conn);
-            self.conn = Some(send);
+    async fn exchange(&mut self, request: &[u8]) -> std::io::Result<(u16, bool)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        if self.conn.is_none() {
+            let stream = tokio::net::TcpStream::connect(&self.addr).await?;
+            stream.set_nodelay(true)?;
+            self.conn = Some(stream);
+            self.buf.clear();
         }
-        self.conn.as_mut()
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(std::io::ErrorKind::NotConnected.into());
+        };
+        conn.write_all(request).await?;
+        loop {
+            match parse_head(&self.buf) {
+                Err(()) => return Err(std::io::ErrorKind::InvalidData.into()),
+                Ok(Some((status, head, length, close))) if self.buf.len() >= head + length => {
+                    self.buf.drain(..head + length);
+                    return Ok((status, close));
+                }
+                Ok(_) => {}
+            }
+            let mut chunk = [0u8; 4096];
+            let n = conn.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
     }
 }
 
 #[async_trait]
 impl Worker for HttpWorker {
     async fn call(&mut self, i: usize) -> Outcome {
-        let requests = self.requests.clone();
-        let Some(p) = requests.get(i) else {
+        let wire = self.wire.clone();
+        let Some(request) = wire.get(i) else {
             return Outcome::Error;
         };
-        let host = self.host.clone();
-        let Some(conn) = self.connect().await else {
-            return Outcome::Error;
-        };
-        if conn.ready().await.is_err() {
-            self.conn = None;
-            return Outcome::Error;
-        }
-        let mut req = http::Request::new(Full::new(p.body.clone()));
-        *req.method_mut() = http::Method::POST;
-        *req.uri_mut() = p.uri.path_and_query().map_or_else(
-            || "/".parse().unwrap_or_default(),
-            |pq| pq.as_str().parse().unwrap_or_default(),
-        );
-        *req.headers_mut() = p.headers.clone();
-        req.headers_mut().insert(http::header::HOST, host);
-        match conn.send_request(req).await {
-            Ok(resp) => {
-                let status = resp.status();
-                let _ = resp.into_body().collect().await;
-                if status.is_success() {
+        match self.exchange(request).await {
+            Ok((status, close)) => {
+                if close {
+                    self.conn = None;
+                }
+                if (200..300).contains(&status) {
                     Outcome::Ok
                 } else {
-                    Outcome::Status(status.as_u16())
+                    Outcome::Status(status)
                 }
             }
             Err(_) => {
@@ -139,15 +191,15 @@ pub async fn load(
         .authority()
         .ok_or_else(|| anyhow::anyhow!("the URL has no host"))?
         .to_string();
-    let requests = Arc::new(requests);
+    let wire: Arc<Vec<Bytes>> = Arc::new(requests.iter().map(|p| serialize(p, &authority)).collect());
+    let ids: Vec<String> = requests.into_iter().map(|p| p.id).collect();
     let workers: Vec<Box<dyn Worker>> = (0..run.connections.max(1))
         .map(|_| {
             Box::new(HttpWorker {
                 addr: authority.clone(),
-                host: http::HeaderValue::from_str(&authority)
-                    .unwrap_or(http::HeaderValue::from_static("localhost")),
-                requests: requests.clone(),
+                wire: wire.clone(),
                 conn: None,
+                buf: Vec::with_capacity(8192),
             }) as Box<dyn Worker>
         })
         .collect();
@@ -156,8 +208,8 @@ pub async fn load(
     if let Some(path) = ids_out {
         let mut text = String::with_capacity(ok.len() * 16);
         for i in ok {
-            if let Some(p) = requests.get(i as usize) {
-                text.push_str(&p.id);
+            if let Some(id) = ids.get(i as usize) {
+                text.push_str(id);
                 text.push('\n');
             }
         }

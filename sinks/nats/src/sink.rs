@@ -19,6 +19,9 @@ pub struct NatsSink {
     config: NatsConfig,
     layout: Layout,
     client: OnceCell<Client>,
+    /// One JetStream context for the sink's life: building one spawns its ack-handling task,
+    /// which per event cost more CPU than the publish itself (BENCHMARKS.md).
+    js: std::sync::OnceLock<jetstream::Context>,
     stream_ready: OnceCell<()>,
     /// Flips to `true` on the first successful connection (from async-nats' event callback).
     ever_connected: tokio::sync::watch::Sender<bool>,
@@ -46,6 +49,7 @@ impl NatsSink {
             config,
             layout,
             client: OnceCell::new(),
+            js: std::sync::OnceLock::new(),
             stream_ready: OnceCell::new(),
             ever_connected: tokio::sync::watch::Sender::new(false),
         })
@@ -145,13 +149,18 @@ impl NatsSink {
         }
     }
 
+    /// The sink's JetStream context (made on first use, inside the runtime).
+    fn jetstream(&self, client: &Client) -> &jetstream::Context {
+        self.js.get_or_init(|| jetstream::new(client.clone()))
+    }
+
     async fn ensure_stream(&self, client: &Client) -> Result<(), SinkError> {
         let Some(spec) = &self.config.create_stream else {
             return Ok(());
         };
         self.stream_ready
             .get_or_try_init(|| async {
-                let js = jetstream::new(client.clone());
+                let js = self.jetstream(client);
                 let config = jetstream::stream::Config {
                     name: spec.name.clone(),
                     subjects: spec.subjects.clone(),
@@ -174,7 +183,7 @@ impl NatsSink {
         event: &Event,
     ) -> Result<Receipt, SinkError> {
         self.ensure_stream(client).await?;
-        let js = jetstream::new(client.clone());
+        let js = self.jetstream(client);
         let mut publish = PublishMessage::build()
             .payload(m.payload)
             .headers(m.headers)
