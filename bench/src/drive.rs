@@ -27,6 +27,10 @@ pub struct RunArgs {
     /// Requests built before the run (the run stops early if they run out).
     #[arg(long, default_value_t = 200_000)]
     pub pool: usize,
+    /// Closed loop: start over at the first pre-built request when they run out instead of
+    /// stopping (for baselines that ignore ids; hookbridge would answer the repeats `duplicate`).
+    #[arg(long)]
+    pub wrap: bool,
 }
 
 /// One request's result.
@@ -66,6 +70,7 @@ pub async fn run(workers: Vec<Box<dyn Worker>>, args: &RunArgs) -> (Value, Vec<u
     let started = Instant::now();
     let end = started + args.duration;
     let pool = args.pool;
+    let wrap = args.wrap;
     let mut tasks = Vec::new();
     let open_loop = args.rate;
     let queue = open_loop.map(|_| {
@@ -86,9 +91,12 @@ pub async fn run(workers: Vec<Box<dyn Worker>>, args: &RunArgs) -> (Value, Vec<u
                         None => break,
                     },
                     None => {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        if i >= pool || Instant::now() >= end {
+                        let mut i = next.fetch_add(1, Ordering::Relaxed);
+                        if Instant::now() >= end || (i >= pool && !wrap) {
                             break;
+                        }
+                        if i >= pool {
+                            i %= pool;
                         }
                         (i, Instant::now())
                     }
@@ -149,7 +157,7 @@ pub async fn run(workers: Vec<Box<dyn Worker>>, args: &RunArgs) -> (Value, Vec<u
         "p99_us": pct(0.99),
         "p999_us": pct(0.999),
         "max_us": h.max(),
-        "pool_exhausted": open_loop.is_none() && sent as usize >= pool,
+        "pool_exhausted": open_loop.is_none() && !wrap && sent as usize >= pool,
         "generator_cpu_seconds": cpu_seconds() - cpu_before,
     });
     (summary, all.ok)
