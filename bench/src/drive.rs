@@ -91,14 +91,11 @@ pub async fn run(workers: Vec<Box<dyn Worker>>, args: &RunArgs) -> (Value, Vec<u
                         None => break,
                     },
                     None => {
-                        let mut i = next.fetch_add(1, Ordering::Relaxed);
+                        let i = next.fetch_add(1, Ordering::Relaxed);
                         if Instant::now() >= end || (i >= pool && !wrap) {
                             break;
                         }
-                        if i >= pool {
-                            i %= pool;
-                        }
-                        (i, Instant::now())
+                        (i % pool.max(1), Instant::now())
                     }
                 };
                 let outcome = w.call(i).await;

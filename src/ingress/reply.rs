@@ -119,19 +119,17 @@ pub fn outcomes(ids: &[&str], outcomes: &[EventOutcome], default_retry_after: Du
     let mut retryable = false;
     let mut permanent = false;
     let mut retry_after: Option<Duration> = None;
+    let events: Vec<EventEntry<'_>> = ids
+        .iter()
+        .zip(outcomes)
+        .map(|(id, o)| event_entry(id, o))
+        .collect();
     if let Some(EventOutcome::Refused { code, message }) = outcomes
         .iter()
         .find(|o| matches!(o, EventOutcome::Refused { .. }))
     {
-        let events: Vec<EventEntry<'_>> = ids
-            .iter()
-            .zip(outcomes)
-            .map(|(id, o)| event_entry(id, o))
-            .collect();
-        let mut resp = error(&ErrorReply::unavailable(code, default_retry_after));
-        let body = json!({ "error": { "code": code, "message": message }, "events": events });
-        *resp.body_mut() = serde_json::to_vec(&body).unwrap_or_default().into();
-        return resp;
+        let e = ErrorReply::unavailable(code, default_retry_after);
+        return error_with_events(&e, message, &events);
     }
     for o in outcomes {
         if let EventOutcome::Failed(failures) = o {
@@ -147,23 +145,13 @@ pub fn outcomes(ids: &[&str], outcomes: &[EventOutcome], default_retry_after: Du
             }
         }
     }
-    let events: Vec<EventEntry<'_>> = ids
-        .iter()
-        .zip(outcomes)
-        .map(|(id, o)| event_entry(id, o))
-        .collect();
     if retryable || permanent {
         let e = if retryable {
             ErrorReply::unavailable("sink_unavailable", retry_after.unwrap_or(default_retry_after))
         } else {
             ErrorReply::new(StatusCode::INTERNAL_SERVER_ERROR, "sink_rejected")
         };
-        let summary = failure_summary(outcomes);
-        let mut resp = error(&e);
-        // Keep the per-event detail next to the error so operators see which sink failed.
-        let body = json!({ "error": { "code": e.code, "message": summary }, "events": events });
-        *resp.body_mut() = serde_json::to_vec(&body).unwrap_or_default().into();
-        return resp;
+        return error_with_events(&e, &failure_summary(outcomes), &events);
     }
     let order = ["delivered", "spooled", "dead_lettered", "dropped", "duplicate"];
     let status = order
@@ -176,6 +164,15 @@ pub fn outcomes(ids: &[&str], outcomes: &[EventOutcome], default_retry_after: Du
         _ => StatusCode::OK,
     };
     json_response(code, &Answer { events, status })
+}
+
+/// An error answer (status and headers of `e`) that keeps the per-event detail next to the
+/// error, so operators see which event and sink failed.
+fn error_with_events(e: &ErrorReply, message: &str, events: &[EventEntry<'_>]) -> Response {
+    let mut resp = error(e);
+    let body = json!({ "error": { "code": e.code, "message": message }, "events": events });
+    *resp.body_mut() = serde_json::to_vec(&body).unwrap_or_default().into();
+    resp
 }
 
 /// The success answer, serialised straight from the outcomes: building it as a `serde_json::Value`
