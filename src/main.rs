@@ -449,26 +449,40 @@ fn healthcheck(url: &str) -> ExitCode {
     }
 }
 
-fn init_logging() {
+/// Logs go to stderr from a thread of their own, in batches; the guard flushes them when dropped.
+///
+/// At the default `info` level every event logs a line. Written to stderr by the request itself,
+/// that line cost ~4 CPU-µs per event (a quarter of a blackhole request, BENCHMARKS.md), one
+/// `write` each, and a slow reader of stderr (a container runtime's pipe) stalled the runtime
+/// thread. Lossless: when the queue (128k lines) is full, logging waits, as a direct write did.
+fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     use tracing_subscriber::{EnvFilter, Layer};
     let filter = EnvFilter::try_from_env("HOOKBRIDGE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("HOOKBRIDGE_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("hookbridge-log")
+        .finish(std::io::BufWriter::new(std::io::stderr()));
     let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let fmt: Box<dyn Layer<_> + Send + Sync> = if json { Box::new(fmt.json()) } else { Box::new(fmt) };
     let registry = tracing_subscriber::registry().with(filter).with(fmt);
     #[cfg(feature = "otlp")]
     {
         match otlp_layer() {
-            Ok(Some(layer)) => return registry.with(layer).init(),
+            Ok(Some(layer)) => {
+                registry.with(layer).init();
+                return guard;
+            }
             Ok(None) => {}
             Err(e) => eprintln!("hookbridge: OTLP export disabled: {e}"),
         }
     }
     registry.init();
+    guard
 }
 
 /// The OTLP provider, flushed at exit.
@@ -501,7 +515,7 @@ where
 }
 
 fn serve(path: Option<PathBuf>, watch: bool) -> anyhow::Result<()> {
-    init_logging();
+    let _logs = init_logging();
     let config = match config::load(path.as_deref()) {
         Ok(c) => c,
         Err(errors) => anyhow::bail!("{errors}"),

@@ -46,3 +46,87 @@ pub fn install() -> Option<PrometheusHandle> {
 pub fn render() -> String {
     install().map(|h| h.render()).unwrap_or_default()
 }
+
+/// Per-request metric handles, registered once per label set and reused. The `counter!` and
+/// `histogram!` macros build their key (owned label strings in a vector, then a hash and a
+/// registry lookup) on every call; a webhook request made four such calls. Handles are only
+/// kept once the recorder is installed (a handle taken before that would count nowhere).
+struct Cache<K, H> {
+    map: std::sync::RwLock<std::collections::HashMap<String, std::collections::HashMap<K, H>>>,
+}
+
+impl<K: std::hash::Hash + Eq + Copy, H: Clone> Cache<K, H> {
+    fn new() -> Self {
+        Cache {
+            map: std::sync::RwLock::default(),
+        }
+    }
+
+    fn get(&self, name: &str, label: K, register: impl FnOnce() -> H) -> H {
+        use std::sync::PoisonError;
+        if let Some(h) = self
+            .map
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .and_then(|m| m.get(&label))
+        {
+            return h.clone();
+        }
+        let handle = register();
+        if HANDLE.get().is_some_and(Option::is_some) {
+            self.map
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(name.to_owned())
+                .or_default()
+                .insert(label, handle.clone());
+        }
+        handle
+    }
+}
+
+type Counters<K> = std::sync::LazyLock<Cache<K, metrics::Counter>>;
+
+static REQUESTS: Counters<u16> = std::sync::LazyLock::new(Cache::new);
+static EVENTS: Counters<&'static str> = std::sync::LazyLock::new(Cache::new);
+static PUBLISHES: Counters<&'static str> = std::sync::LazyLock::new(Cache::new);
+static PUBLISH_SECONDS: std::sync::LazyLock<Cache<(), metrics::Histogram>> =
+    std::sync::LazyLock::new(Cache::new);
+
+/// `hookbridge_requests_total{source,status}` += 1.
+pub fn request(source: &str, status: u16) {
+    REQUESTS
+        .get(source, status, || {
+            metrics::counter!("hookbridge_requests_total", "source" => source.to_owned(), "status" => status.to_string())
+        })
+        .increment(1);
+}
+
+/// `hookbridge_events_total{source,outcome}` += 1.
+pub fn event(source: &str, outcome: &'static str) {
+    EVENTS
+        .get(source, outcome, || {
+            metrics::counter!("hookbridge_events_total", "source" => source.to_owned(), "outcome" => outcome)
+        })
+        .increment(1);
+}
+
+/// One publish attempt: `hookbridge_publish_total{sink,result}` += 1 and its duration in
+/// `hookbridge_publish_duration_seconds{sink}`.
+pub fn publish(sink: &str, result: &'static str, seconds: f64) {
+    PUBLISH_SECONDS
+        .get(
+            sink,
+            (),
+            || metrics::histogram!("hookbridge_publish_duration_seconds", "sink" => sink.to_owned()),
+        )
+        .record(seconds);
+    PUBLISHES
+        .get(
+            sink,
+            result,
+            || metrics::counter!("hookbridge_publish_total", "sink" => sink.to_owned(), "result" => result),
+        )
+        .increment(1);
+}

@@ -48,8 +48,10 @@ fn digest(key: &Key) -> Digest {
 }
 
 enum Entry {
-    /// Someone is publishing this event; dropping the sender wakes the waiters.
-    InFlight(watch::Sender<()>),
+    /// Someone is publishing this event; dropping the sender wakes the waiters. The channel is
+    /// made by the first waiter: most events never have one, and a channel per claim cost more
+    /// than the rest of the claim (allocation, and waking its notifiers on drop).
+    InFlight(Option<watch::Sender<()>>),
     /// Delivered at this instant.
     Done(Instant),
 }
@@ -159,15 +161,13 @@ impl Dedup {
         loop {
             let mut rx = {
                 let mut inner = self.lock();
-                let now = Instant::now();
-                match inner.map.get(&key) {
-                    Some(Entry::Done(at)) if now.duration_since(*at) < self.window => {
+                match inner.map.get_mut(&key) {
+                    Some(Entry::Done(at)) if at.elapsed() < self.window => {
                         return Claim::Duplicate;
                     }
-                    Some(Entry::InFlight(tx)) => tx.subscribe(),
+                    Some(Entry::InFlight(tx)) => tx.get_or_insert_with(|| watch::channel(()).0).subscribe(),
                     _ => {
-                        let (tx, _) = watch::channel(());
-                        inner.map.insert(key, Entry::InFlight(tx));
+                        inner.map.insert(key, Entry::InFlight(None));
                         return Claim::Owner(Guard {
                             dedup: self.clone(),
                             key: Some(key),

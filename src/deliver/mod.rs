@@ -30,14 +30,11 @@ pub async fn publish_timed(
             humantime::format_duration(deadline)
         ))),
     };
-    let name = sink.name().to_owned();
-    metrics::histogram!("hookbridge_publish_duration_seconds", "sink" => name.clone())
-        .record(started.elapsed().as_secs_f64());
     let outcome = match &result {
         Ok(_) => "ok",
         Err(e) => e.kind().as_str(),
     };
-    metrics::counter!("hookbridge_publish_total", "sink" => name, "result" => outcome).increment(1);
+    crate::metrics::publish(sink.name(), outcome, started.elapsed().as_secs_f64());
     result
 }
 

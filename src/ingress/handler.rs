@@ -67,8 +67,7 @@ where
             None => not_found(),
             Some(source) => {
                 let resp = webhook(&app, &source, method, query, headers, body).await;
-                metrics::counter!("hookbridge_requests_total", "source" => source.name.clone(), "status" => resp.status().as_u16().to_string())
-                    .increment(1);
+                crate::metrics::request(&source.name, resp.status().as_u16());
                 resp
             }
         },
@@ -252,7 +251,7 @@ async fn process(
     };
     for (e, o) in events.iter().zip(&outcomes) {
         tracing::info!(source = %source.name, event_id = %e.id, event_type = %e.ty, outcome = o.status(), "event");
-        metrics::counter!("hookbridge_events_total", "source" => source.name.clone(), "outcome" => o.status()).increment(1);
+        crate::metrics::event(&source.name, o.status());
     }
     let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
     Ok(reply::outcomes(&ids, &outcomes, app.config.server.retry_after))
