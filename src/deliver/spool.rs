@@ -447,15 +447,27 @@ impl Spool {
             Some(p) => Some(crate::route::Pattern::compile(p).map_err(SpoolError::Io)?),
             None => None,
         };
-        let keep = move |record: &Record| -> bool {
+        // The filter runs inside the scan, so only the selected records are held in memory, not
+        // every record the spool retains (up to `retain_max_bytes`).
+        let f = filter.clone();
+        let select = move |mut record: Record, parked_sink: Option<&str>| -> Option<Record> {
             let received = record.received();
-            filter.since.is_none_or(|s| received.is_some_and(|r| r >= s))
-                && filter.until.is_none_or(|u| received.is_some_and(|r| r < u))
-                && filter
-                    .source
+            // Copies made by an earlier replay are not selected again (their originals are).
+            let copy = record.extensions.contains_key("hbreplay");
+            let keep = f.since.is_none_or(|s| received.is_some_and(|r| r >= s))
+                && f.until.is_none_or(|u| received.is_some_and(|r| r < u))
+                && f.source
                     .as_deref()
                     .is_none_or(|s| record.source_name() == Some(s))
                 && pattern.as_ref().is_none_or(|p| p.matches(&record.ty))
+                && !(copy && parked_sink.is_none());
+            if !keep {
+                return None;
+            }
+            if let Some(sink) = &f.sink {
+                record.targets.retain(|t| t == sink);
+            }
+            (!record.targets.is_empty()).then_some(record)
         };
         let db = self.db.clone();
         let parked = filter.parked;
@@ -471,7 +483,9 @@ impl Spool {
                     if let Ok(p) = serde_json::from_slice::<Parked>(v.value()) {
                         let mut record = p.record;
                         record.targets = vec![sink.to_owned()];
-                        out.push((seq, record, Some(sink.to_owned())));
+                        if let Some(record) = select(record, Some(sink)) {
+                            out.push((seq, record, Some(sink.to_owned())));
+                        }
                     }
                 }
                 return Ok(out);
@@ -479,7 +493,10 @@ impl Spool {
             let retained = txn.open_table(RETAINED).map_err(io)?;
             for entry in retained.iter().map_err(io)? {
                 let (k, v) = entry.map_err(io)?;
-                if let Ok(record) = serde_json::from_slice::<Record>(v.value()) {
+                if let Some(record) = serde_json::from_slice::<Record>(v.value())
+                    .ok()
+                    .and_then(|r| select(r, None))
+                {
                     out.push((k.value(), record, None));
                 }
             }
@@ -500,8 +517,8 @@ impl Spool {
                         passed.push(t.clone());
                     }
                 }
-                if !passed.is_empty() {
-                    record.targets = passed;
+                record.targets = passed;
+                if let Some(record) = select(record, None) {
                     out.push((k.value(), record, None));
                 }
             }
@@ -511,17 +528,6 @@ impl Spool {
         let mut selected = Vec::new();
         let replayed_at = serde_json::Value::String(crate::normalize::now_rfc3339());
         for (seq, mut record, parked_sink) in found {
-            // Copies made by an earlier replay are not selected again (their originals are).
-            let copy = record.extensions.contains_key("hbreplay");
-            if !keep(&record) || (copy && parked_sink.is_none()) {
-                continue;
-            }
-            if let Some(sink) = &filter.sink {
-                record.targets.retain(|t| t == sink);
-            }
-            if record.targets.is_empty() {
-                continue;
-            }
             let mut item = Replayed {
                 seq,
                 id: record.id.clone(),
