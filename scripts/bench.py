@@ -247,7 +247,8 @@ def brokers(mode, stamp, sc, only=None):
             ids = ROOT / f"target/bench/{name}.ids"
             try:
                 if variant == "direct":
-                    sink_target = f"{subject}.x" if broker == "nats" else target
+                    # The subject hookbridge renders from `{subject}.{type}` for the load's events.
+                    sink_target = f"{subject}.com.example.hookbridge.test" if broker == "nats" else target
                     pub = ["publish", "--broker", broker, "--url", url, "--target", sink_target]
                     r = direct(pub, mode, name, ids)
                 else:

@@ -82,7 +82,8 @@ enum Command {
         #[arg(long, default_value_t = 20_000)]
         pool: usize,
     },
-    /// Publish directly with the broker's client.
+    /// Publish directly with the broker's client: the same messages hookbridge's sink publishes
+    /// for the load's events (headers, properties and body).
     Publish {
         /// nats | rabbitmq | kafka
         #[arg(long)]
@@ -95,9 +96,6 @@ enum Command {
         target: String,
         #[command(flatten)]
         run: drive::RunArgs,
-        /// Body size in bytes.
-        #[arg(long, default_value_t = 64)]
-        size: usize,
         #[arg(long, default_value = "bench")]
         id_prefix: String,
         /// Write the ids acknowledged here, one per line (for the no-loss check).
@@ -189,10 +187,9 @@ fn main() -> anyhow::Result<()> {
                 url,
                 target,
                 run,
-                size,
                 id_prefix,
                 ids_out,
-            } => workers::publish(&broker, &url, &target, &run, size, &id_prefix, ids_out).await,
+            } => workers::publish(&broker, &url, &target, &run, &id_prefix, ids_out).await,
             Command::Setup {
                 broker,
                 url,

@@ -261,10 +261,31 @@ pub fn verify(
     }))
 }
 
+/// The CloudEvents attributes hookbridge's sinks write (binary mode) for the load's events,
+/// except the id: the direct clients publish the same messages as hookbridge (#14), the
+/// attributes hookbridge adds (`hbsource`, `hbreceived`, `hbverifier`, `traceparent`) included.
+/// Values are fixed per run: computing them is hookbridge's work, not a client's.
+fn same_attributes() -> Arc<Vec<(&'static str, String)>> {
+    Arc::new(vec![
+        ("specversion", "1.0".into()),
+        ("source", "hookbridge://send".into()),
+        ("type", "com.example.hookbridge.test".into()),
+        ("hbsource", "events".into()),
+        ("hbreceived", hookbridge::normalize::now_rfc3339()),
+        ("hbverifier", "none".into()),
+        ("traceparent", TRACEPARENT.into()),
+    ])
+}
+
+const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+/// The body `hookbridge-load` sends through hookbridge (`hookbridge send`'s default).
+const BODY: &[u8] = b"{}";
+
 struct NatsWorker {
     js: async_nats::jetstream::Context,
     subject: String,
-    body: Bytes,
+    attrs: Arc<Vec<(&'static str, String)>>,
     prefix: String,
 }
 
@@ -273,14 +294,16 @@ impl Worker for NatsWorker {
     async fn call(&mut self, i: usize) -> Outcome {
         let mut headers = async_nats::HeaderMap::new();
         let id = format!("{}-{i}", self.prefix);
-        headers.insert("Nats-Msg-Id", id.as_str());
         headers.insert("ce-id", id.as_str());
-        headers.insert("ce-specversion", "1.0");
-        headers.insert("ce-type", "com.example.bench");
-        headers.insert("ce-source", "hookbridge://bench");
+        for (name, value) in self.attrs.iter() {
+            headers.insert(format!("ce-{name}").as_str(), value.as_str());
+        }
+        headers.insert("content-type", "application/json");
+        headers.insert("Nats-Msg-Id", id.as_str());
+        headers.insert("traceparent", TRACEPARENT);
         match self
             .js
-            .publish_with_headers(self.subject.clone(), headers, self.body.clone())
+            .publish_with_headers(self.subject.clone(), headers, Bytes::from_static(BODY))
             .await
         {
             Ok(ack) => match ack.await {
@@ -295,7 +318,7 @@ impl Worker for NatsWorker {
 struct RabbitWorker {
     channel: lapin::Channel,
     queue: String,
-    body: Bytes,
+    attrs: Arc<Vec<(&'static str, String)>>,
     prefix: String,
 }
 
@@ -310,21 +333,19 @@ impl Worker for RabbitWorker {
             ShortString::from("cloudEvents_id"),
             AMQPValue::LongString(id.clone().into()),
         );
-        headers.insert(
-            ShortString::from("cloudEvents_specversion"),
-            AMQPValue::LongString("1.0".into()),
-        );
-        headers.insert(
-            ShortString::from("cloudEvents_type"),
-            AMQPValue::LongString("com.example.bench".into()),
-        );
-        headers.insert(
-            ShortString::from("cloudEvents_source"),
-            AMQPValue::LongString("hookbridge://bench".into()),
-        );
+        for (name, value) in self.attrs.iter() {
+            headers.insert(
+                ShortString::from(format!("cloudEvents_{name}")),
+                AMQPValue::LongString(value.clone().into()),
+            );
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let props = lapin::BasicProperties::default()
             .with_delivery_mode(2)
             .with_message_id(ShortString::from(id))
+            .with_timestamp(now)
             .with_content_type(ShortString::from("application/json"))
             .with_headers(headers);
         let published = self
@@ -336,7 +357,7 @@ impl Worker for RabbitWorker {
                     mandatory: true,
                     ..Default::default()
                 },
-                &self.body,
+                BODY,
                 props,
             )
             .await;
@@ -354,7 +375,7 @@ impl Worker for RabbitWorker {
 struct KafkaWorker {
     producer: Arc<rdkafka::producer::FutureProducer>,
     topic: String,
-    body: Bytes,
+    attrs: Arc<Vec<(&'static str, String)>>,
     prefix: String,
 }
 
@@ -363,26 +384,28 @@ impl Worker for KafkaWorker {
     async fn call(&mut self, i: usize) -> Outcome {
         use rdkafka::message::{Header, OwnedHeaders};
         let id = format!("{}-{i}", self.prefix);
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "ce_id",
-                value: Some(id.as_str()),
-            })
-            .insert(Header {
-                key: "ce_specversion",
-                value: Some("1.0"),
-            })
-            .insert(Header {
-                key: "ce_type",
-                value: Some("com.example.bench"),
-            })
-            .insert(Header {
-                key: "ce_source",
-                value: Some("hookbridge://bench"),
+        let mut headers = OwnedHeaders::new().insert(Header {
+            key: "ce_id",
+            value: Some(id.as_str()),
+        });
+        for (name, value) in self.attrs.iter() {
+            headers = headers.insert(Header {
+                key: &format!("ce_{name}"),
+                value: Some(value.as_str()),
             });
-        let record = rdkafka::producer::FutureRecord::to(&self.topic)
-            .key(id.as_str())
-            .payload(&self.body[..])
+        }
+        let headers = headers
+            .insert(Header {
+                key: "content-type",
+                value: Some("application/json"),
+            })
+            .insert(Header {
+                key: "traceparent",
+                value: Some(TRACEPARENT),
+            });
+        // No key: the sink keys by `partitionkey` or the subject, and the load's events have neither.
+        let record = rdkafka::producer::FutureRecord::<(), [u8]>::to(&self.topic)
+            .payload(BODY)
             .headers(headers);
         match self.producer.send(record, Duration::from_secs(4)).await {
             Ok(_) => Outcome::Ok,
@@ -397,11 +420,10 @@ pub async fn publish(
     url: &str,
     target: &str,
     run: &RunArgs,
-    size: usize,
     prefix: &str,
     ids_out: Option<PathBuf>,
 ) -> anyhow::Result<Value> {
-    let body = Bytes::from(format!("{{\"pad\":\"{}\"}}", "x".repeat(size.saturating_sub(10))));
+    let attrs = same_attributes();
     let n = run.connections.max(1);
     let workers: Vec<Box<dyn Worker>> = match broker {
         "nats" => {
@@ -412,7 +434,7 @@ pub async fn publish(
                     Box::new(NatsWorker {
                         js: js.clone(),
                         subject: target.to_owned(),
-                        body: body.clone(),
+                        attrs: attrs.clone(),
                         prefix: prefix.to_owned(),
                     }) as Box<dyn Worker>
                 })
@@ -433,7 +455,7 @@ pub async fn publish(
                     Box::new(RabbitWorker {
                         channel: channels[i % channels.len()].clone(),
                         queue: target.to_owned(),
-                        body: body.clone(),
+                        attrs: attrs.clone(),
                         prefix: prefix.to_owned(),
                     }) as Box<dyn Worker>
                 })
@@ -454,7 +476,7 @@ pub async fn publish(
                     Box::new(KafkaWorker {
                         producer: producer.clone(),
                         topic: target.to_owned(),
-                        body: body.clone(),
+                        attrs: attrs.clone(),
                         prefix: prefix.to_owned(),
                     }) as Box<dyn Worker>
                 })
