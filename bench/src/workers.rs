@@ -264,17 +264,25 @@ pub fn verify(
 /// The CloudEvents attributes hookbridge's sinks write (binary mode) for the load's events,
 /// except the id: the direct clients publish the same messages as hookbridge (#14), the
 /// attributes hookbridge adds (`hbsource`, `hbreceived`, `hbverifier`, `traceparent`) included.
-/// Values are fixed per run: computing them is hookbridge's work, not a client's.
-fn same_attributes() -> Arc<Vec<(&'static str, String)>> {
-    Arc::new(vec![
-        ("specversion", "1.0".into()),
-        ("source", "hookbridge://send".into()),
-        ("type", "com.example.hookbridge.test".into()),
-        ("hbsource", "events".into()),
-        ("hbreceived", hookbridge::normalize::now_rfc3339()),
-        ("hbverifier", "none".into()),
-        ("traceparent", TRACEPARENT.into()),
-    ])
+/// Names (with the binding's `prefix`) and values are made once per run: computing them is
+/// hookbridge's work, not a client's, and the direct client runs on the server core.
+fn same_attributes(prefix: &str) -> Arc<Vec<(String, String)>> {
+    let received = hookbridge::normalize::now_rfc3339();
+    let attrs = [
+        ("specversion", "1.0"),
+        ("source", "hookbridge://send"),
+        ("type", "com.example.hookbridge.test"),
+        ("hbsource", "events"),
+        ("hbreceived", received.as_str()),
+        ("hbverifier", "none"),
+        ("traceparent", TRACEPARENT),
+    ];
+    Arc::new(
+        attrs
+            .iter()
+            .map(|(n, v)| (format!("{prefix}{n}"), (*v).to_owned()))
+            .collect(),
+    )
 }
 
 const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -285,7 +293,7 @@ const BODY: &[u8] = b"{}";
 struct NatsWorker {
     js: async_nats::jetstream::Context,
     subject: String,
-    attrs: Arc<Vec<(&'static str, String)>>,
+    attrs: Arc<Vec<(String, String)>>,
     prefix: String,
 }
 
@@ -296,7 +304,7 @@ impl Worker for NatsWorker {
         let id = format!("{}-{i}", self.prefix);
         headers.insert("ce-id", id.as_str());
         for (name, value) in self.attrs.iter() {
-            headers.insert(format!("ce-{name}").as_str(), value.as_str());
+            headers.insert(name.as_str(), value.as_str());
         }
         headers.insert("content-type", "application/json");
         headers.insert("Nats-Msg-Id", id.as_str());
@@ -318,7 +326,7 @@ impl Worker for NatsWorker {
 struct RabbitWorker {
     channel: lapin::Channel,
     queue: String,
-    attrs: Arc<Vec<(&'static str, String)>>,
+    attrs: Arc<Vec<(String, String)>>,
     prefix: String,
 }
 
@@ -335,7 +343,7 @@ impl Worker for RabbitWorker {
         );
         for (name, value) in self.attrs.iter() {
             headers.insert(
-                ShortString::from(format!("cloudEvents_{name}")),
+                ShortString::from(name.as_str()),
                 AMQPValue::LongString(value.clone().into()),
             );
         }
@@ -375,7 +383,7 @@ impl Worker for RabbitWorker {
 struct KafkaWorker {
     producer: Arc<rdkafka::producer::FutureProducer>,
     topic: String,
-    attrs: Arc<Vec<(&'static str, String)>>,
+    attrs: Arc<Vec<(String, String)>>,
     prefix: String,
 }
 
@@ -390,7 +398,7 @@ impl Worker for KafkaWorker {
         });
         for (name, value) in self.attrs.iter() {
             headers = headers.insert(Header {
-                key: &format!("ce_{name}"),
+                key: name,
                 value: Some(value.as_str()),
             });
         }
@@ -423,10 +431,10 @@ pub async fn publish(
     prefix: &str,
     ids_out: Option<PathBuf>,
 ) -> anyhow::Result<Value> {
-    let attrs = same_attributes();
     let n = run.connections.max(1);
     let workers: Vec<Box<dyn Worker>> = match broker {
         "nats" => {
+            let attrs = same_attributes("ce-");
             let client = async_nats::connect(url).await?;
             let js = async_nats::jetstream::new(client);
             (0..n)
@@ -441,6 +449,7 @@ pub async fn publish(
                 .collect()
         }
         "rabbitmq" => {
+            let attrs = same_attributes("cloudEvents_");
             let conn = lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await?;
             // One confirm-mode channel per 8 publishers, as the sink's channel pool does.
             let mut channels = Vec::new();
@@ -462,6 +471,7 @@ pub async fn publish(
                 .collect()
         }
         "kafka" => {
+            let attrs = same_attributes("ce_");
             let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
                 .set("bootstrap.servers", url)
                 .set("acks", "all")
