@@ -131,6 +131,44 @@ async fn jetstream_binary_event_is_stored_with_headers_and_deduplicated_by_id() 
     js.delete_stream(&name).await.expect("delete stream");
 }
 
+/// Many events in flight at once: the sink hands each scheduler turn's publishes to async-nats
+/// together (sinks/nats/src/batch.rs). Every one must still get its own ack, and be stored once.
+#[tokio::test]
+async fn concurrent_events_are_each_acked_and_stored() {
+    let client = async_nats::connect(nats_url()).await.expect("connect");
+    let js = jetstream::new(client);
+    let (name, prefix) = stream(&js).await;
+    let cfg = config(&nats_url(), &format!("{prefix}.{{type}}"), "jetstream = true");
+    let hb = start(&cfg, vec![]).await;
+    let url = hb.url("/events");
+    const N: usize = 300;
+    let posts = (0..N).map(|i| {
+        let url = url.clone();
+        async move { post(&url, &format!("burst-{i}"), "com.example.burst", &[]).await }
+    });
+    let answers = futures_util::future::join_all(posts).await;
+    let mut sequences = std::collections::BTreeSet::new();
+    for (status, body) in &answers {
+        assert_eq!(*status, 200, "{body}");
+        let receipt = &body["events"][0]["receipts"][0];
+        assert_eq!(receipt["duplicate"], false, "{body}");
+        sequences.insert(receipt["sequence"].as_u64().expect("sequence"));
+    }
+    assert_eq!(sequences.len(), N, "each event its own stream sequence");
+
+    let mut stream = js.get_stream(&name).await.expect("stream");
+    assert_eq!(stream.info().await.expect("info").state.messages, N as u64);
+    let mut ids = std::collections::BTreeSet::new();
+    for seq in 1..=N as u64 {
+        let msg = stream.get_raw_message(seq).await.expect("message");
+        ids.insert(msg.headers.get("ce-id").expect("ce-id").as_str().to_owned());
+    }
+    let want: std::collections::BTreeSet<String> = (0..N).map(|i| format!("burst-{i}")).collect();
+    assert_eq!(ids, want);
+    hb.stop().await;
+    js.delete_stream(&name).await.expect("delete");
+}
+
 #[tokio::test]
 async fn jetstream_structured_mode_stores_the_envelope() {
     let client = async_nats::connect(nats_url()).await.expect("connect");

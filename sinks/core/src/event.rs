@@ -1,5 +1,6 @@
 //! The CloudEvents 1.0 envelope every source produces and every sink consumes.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
@@ -125,27 +126,35 @@ impl Event {
     /// Every attribute present (context attributes first, then extensions) as `(name, text)`:
     /// what binary-mode bindings put in headers.
     pub fn attributes(&self) -> Vec<(&str, String)> {
-        let mut out = vec![
-            ("id", self.id.clone()),
-            ("source", self.source.clone()),
-            ("specversion", self.specversion.clone()),
-            ("type", self.ty.clone()),
+        self.attribute_texts()
+            .map(|(name, value)| (name, value.into_owned()))
+            .collect()
+    }
+
+    /// [`Event::attributes`] without copying: string values are borrowed, only integer and
+    /// boolean extensions are formatted.
+    pub fn attribute_texts(&self) -> impl Iterator<Item = (&str, Cow<'_, str>)> {
+        let required = [
+            ("id", Some(&self.id)),
+            ("source", Some(&self.source)),
+            ("specversion", Some(&self.specversion)),
+            ("type", Some(&self.ty)),
+            ("subject", self.subject.as_ref()),
+            ("time", self.time.as_ref()),
+            ("datacontenttype", self.datacontenttype.as_ref()),
+            ("dataschema", self.dataschema.as_ref()),
         ];
-        let optional = [
-            ("subject", &self.subject),
-            ("time", &self.time),
-            ("datacontenttype", &self.datacontenttype),
-            ("dataschema", &self.dataschema),
-        ];
-        for (name, value) in optional {
-            if let Some(v) = value {
-                out.push((name, v.clone()));
-            }
-        }
-        for (name, value) in &self.extensions {
-            out.push((name.as_str(), value.to_text()));
-        }
-        out
+        let context = required
+            .into_iter()
+            .filter_map(|(name, value)| Some((name, Cow::Borrowed(value?.as_str()))));
+        let extensions = self.extensions.iter().map(|(name, value)| {
+            let text = match value {
+                ExtensionValue::String(s) => Cow::Borrowed(s.as_str()),
+                other => Cow::Owned(other.to_text()),
+            };
+            (name.as_str(), text)
+        });
+        context.chain(extensions)
     }
 
     /// The CloudEvents JSON format (structured mode) of this event, as one line of JSON.
@@ -314,15 +323,24 @@ mod tests {
 /// control characters and everything outside ASCII are percent-encoded (UTF-8 bytes), so any
 /// value survives header transports. Decoders that do not decode still see the plain ASCII text.
 pub fn encode_header_value(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
+    header_value_text(value).into_owned()
+}
+
+/// [`encode_header_value`], borrowing `value` when nothing in it needs escaping (the usual case).
+pub fn header_value_text(value: &str) -> Cow<'_, str> {
+    let escaped = |b: u8| b == b' ' || b == b'"' || b == b'%' || !(0x21..0x7f).contains(&b);
+    if !value.bytes().any(escaped) {
+        return Cow::Borrowed(value);
+    }
+    let mut out = String::with_capacity(value.len() + 8);
     for b in value.bytes() {
-        if b == b' ' || b == b'"' || b == b'%' || !(0x21..0x7f).contains(&b) {
+        if escaped(b) {
             out.push_str(&format!("%{b:02X}"));
         } else {
             out.push(b as char);
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 #[cfg(test)]
@@ -334,5 +352,9 @@ mod header_tests {
         assert_eq!(encode_header_value("company:108061"), "company:108061");
         assert_eq!(encode_header_value("a b\"c%"), "a%20b%22c%25");
         assert_eq!(encode_header_value("café\n"), "caf%C3%A9%0A");
+        assert!(matches!(
+            super::header_value_text("it.fic.x"),
+            std::borrow::Cow::Borrowed("it.fic.x")
+        ));
     }
 }

@@ -17,7 +17,9 @@ mod template;
 
 pub use blackhole::{BlackholeConfig, BlackholeSink};
 pub use error::{ErrorKind, SinkError};
-pub use event::{encode_header_value, is_json_content_type, Event, ExtensionValue, Mode, SPEC_VERSION};
+pub use event::{
+    encode_header_value, header_value_text, is_json_content_type, Event, ExtensionValue, Mode, SPEC_VERSION,
+};
 pub use receipt::Receipt;
 pub use sink::{Sink, SinkHandle};
 pub use template::{Template, TemplateError};

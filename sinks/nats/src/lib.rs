@@ -23,6 +23,7 @@
 //! token = { env = "NATS_TOKEN" }     # optional; or user/password, nkey, credentials
 //! ```
 
+mod batch;
 mod config;
 mod error;
 mod message;

@@ -1,8 +1,10 @@
 //! Event → subject, headers and payload (pure).
 
-use async_nats::HeaderMap;
+use std::borrow::Cow;
+
+use async_nats::{HeaderMap, HeaderName, HeaderValue};
 use bytes::Bytes;
-use hookbridge_sink_core::{encode_header_value, Event, Mode, SinkError, Template};
+use hookbridge_sink_core::{header_value_text, Event, Mode, SinkError, Template};
 
 /// A compiled NATS message layout.
 #[derive(Debug, Clone)]
@@ -23,16 +25,40 @@ pub struct Message {
 
 /// A subject value with the characters a token cannot hold replaced by `_`.
 pub fn escape_subject_value(value: &str) -> String {
-    value
-        .chars()
-        .map(|c| {
-            if c.is_whitespace() || c == '*' || c == '>' {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect()
+    let bad = |c: char| c.is_whitespace() || c == '*' || c == '>';
+    if !value.contains(bad) {
+        return value.to_owned();
+    }
+    value.chars().map(|c| if bad(c) { '_' } else { c }).collect()
+}
+
+/// The binding's header name (`ce-<attribute>`) for the attributes every event has or hookbridge
+/// adds, made without allocating; `None` for other extensions.
+fn ce_header_name(attribute: &str) -> Option<HeaderName> {
+    Some(HeaderName::from_static(match attribute {
+        "id" => "ce-id",
+        "source" => "ce-source",
+        "specversion" => "ce-specversion",
+        "type" => "ce-type",
+        "subject" => "ce-subject",
+        "time" => "ce-time",
+        "dataschema" => "ce-dataschema",
+        "hbsource" => "ce-hbsource",
+        "hbreceived" => "ce-hbreceived",
+        "hbverifier" => "ce-hbverifier",
+        "traceparent" => "ce-traceparent",
+        "tracestate" => "ce-tracestate",
+        "partitionkey" => "ce-partitionkey",
+        _ => return None,
+    }))
+}
+
+/// A header value, percent-encoded as the binding asks, with a single allocation.
+fn header_value(text: &str) -> HeaderValue {
+    match header_value_text(text) {
+        Cow::Borrowed(s) => HeaderValue::from(s),
+        Cow::Owned(s) => HeaderValue::from(s),
+    }
 }
 
 impl Layout {
@@ -50,17 +76,18 @@ impl Layout {
         let mut headers = HeaderMap::new();
         let payload = match self.mode {
             Mode::Binary => {
-                for (name, value) in event.attributes() {
+                for (name, value) in event.attribute_texts() {
                     if name == "datacontenttype" {
                         continue;
                     }
-                    headers.insert(
-                        format!("ce-{name}").as_str(),
-                        encode_header_value(&value).as_str(),
-                    );
+                    let value = header_value(&value);
+                    match ce_header_name(name) {
+                        Some(header) => headers.insert(header, value),
+                        None => headers.insert(format!("ce-{name}"), value),
+                    }
                 }
                 if let Some(ct) = &event.datacontenttype {
-                    headers.insert("content-type", ct.as_str());
+                    headers.insert(HeaderName::from_static("content-type"), ct.as_str());
                 }
                 event.data.clone().unwrap_or_default()
             }
@@ -71,19 +98,19 @@ impl Layout {
         };
         if self.jetstream {
             // JetStream drops a re-sent id within the stream's duplicate window.
-            headers.insert("Nats-Msg-Id", event.id.as_str());
+            headers.insert(HeaderName::from_static("Nats-Msg-Id"), event.id.as_str());
         }
         for (name, value) in &event.headers {
-            headers.append(name.as_str(), encode_header_value(value).as_str());
+            headers.append(name.as_str(), header_value(value));
         }
         if let Some(tp) = event.attribute("traceparent") {
-            headers.insert("traceparent", tp.as_str());
+            headers.insert(HeaderName::from_static("traceparent"), tp);
         }
         for (name, template) in &self.headers {
             let value = template
                 .render(event)
                 .map_err(|e| SinkError::rejected(format!("header {name}: {e}")))?;
-            headers.insert(name.as_str(), encode_header_value(&value).as_str());
+            headers.insert(name.as_str(), header_value(&value));
         }
         Ok(Message {
             subject,
@@ -132,6 +159,40 @@ mod tests {
         assert_eq!(h("Nats-Msg-Id").as_deref(), Some("198:abc"));
         assert_eq!(h("x-src").as_deref(), Some("https://api-v2.fattureincloud.it"));
         assert_eq!(h("ce-datacontenttype"), None);
+    }
+
+    #[test]
+    fn premade_header_names_are_the_bindings_names() {
+        for attr in [
+            "id",
+            "source",
+            "specversion",
+            "type",
+            "subject",
+            "time",
+            "dataschema",
+            "hbsource",
+            "hbreceived",
+            "hbverifier",
+            "traceparent",
+            "tracestate",
+            "partitionkey",
+        ] {
+            let name = ce_header_name(attr).expect(attr);
+            assert_eq!(name.to_string(), format!("ce-{attr}"), "{attr}");
+        }
+        assert!(ce_header_name("companyid").is_none());
+        // Other extensions (and non-string values) still get `ce-<name>` headers.
+        let mut e = event();
+        e.extensions.insert(
+            "companyid".into(),
+            hookbridge_sink_core::ExtensionValue::Integer(108061),
+        );
+        e.extensions.insert("hbsource".into(), "fic".into());
+        let m = layout("x", Mode::Binary, false).build(&e).expect("build");
+        let h = |k: &str| m.headers.get(k).map(|v| v.as_str().to_owned());
+        assert_eq!(h("ce-companyid").as_deref(), Some("108061"));
+        assert_eq!(h("ce-hbsource").as_deref(), Some("fic"));
     }
 
     #[test]

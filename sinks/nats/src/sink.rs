@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use hookbridge_sink_core::{Event, Receipt, Sink, SinkError, Template};
 use tokio::sync::OnceCell;
 
+use crate::batch::{BatchError, Batcher};
 use crate::config::NatsConfig;
 use crate::error::publish_error;
 use crate::message::Layout;
@@ -22,6 +23,8 @@ pub struct NatsSink {
     /// One JetStream context for the sink's life: building one spawns its ack-handling task,
     /// which per event cost more CPU than the publish itself (BENCHMARKS.md).
     js: std::sync::OnceLock<jetstream::Context>,
+    /// Hands each scheduler turn's publishes to async-nats together (one write; see `batch`).
+    batcher: std::sync::OnceLock<Batcher>,
     stream_ready: OnceCell<()>,
     /// Flips to `true` on the first successful connection (from async-nats' event callback).
     ever_connected: tokio::sync::watch::Sender<bool>,
@@ -50,6 +53,7 @@ impl NatsSink {
             layout,
             client: OnceCell::new(),
             js: std::sync::OnceLock::new(),
+            batcher: std::sync::OnceLock::new(),
             stream_ready: OnceCell::new(),
             ever_connected: tokio::sync::watch::Sender::new(false),
         })
@@ -183,7 +187,9 @@ impl NatsSink {
         event: &Event,
     ) -> Result<Receipt, SinkError> {
         self.ensure_stream(client).await?;
-        let js = self.jetstream(client);
+        let batcher = self
+            .batcher
+            .get_or_init(|| Batcher::spawn(self.jetstream(client).clone()));
         let mut publish = PublishMessage::build()
             .payload(m.payload)
             .headers(m.headers)
@@ -191,10 +197,13 @@ impl NatsSink {
         if let Some(stream) = &self.config.expected_stream {
             publish = publish.expected_stream(stream);
         }
-        let ack = js
-            .send_publish(m.subject.clone(), publish)
+        let ack = batcher
+            .publish(m.subject.clone(), publish)
             .await
-            .map_err(|e| publish_error(&m.subject, e))?
+            .map_err(|e| match e {
+                BatchError::Publish(e) => publish_error(&m.subject, e),
+                BatchError::Closed => SinkError::unavailable("the NATS sink is shutting down"),
+            })?
             .await
             .map_err(|e| publish_error(&m.subject, e))?;
         Ok(Receipt::new(&self.name)
