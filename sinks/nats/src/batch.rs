@@ -4,8 +4,8 @@
 //! that publishes wakes the task, and tokio runs a task woken that way right after the current one
 //! (its LIFO slot), so the connection task ran once per event and every publish was its own
 //! `writev` for hookbridge and its own read for nats-server. The benchmark's direct client, whose
-//! 64 publishers are released together by a batch of acks, got ~10 messages per write; hookbridge
-//! got one (BENCHMARKS.md).
+//! 64 publishers are released together by a batch of acks, put many messages in each write;
+//! hookbridge put one (BENCHMARKS.md).
 //!
 //! Here the requests hand their publish to one task. Once woken, that task yields once: tokio runs
 //! a yielded task again only after every task already ready on its worker, i.e. after the other
