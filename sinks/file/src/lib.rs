@@ -6,7 +6,9 @@
 //!
 //! "Delivered" means the line was written and, unless `fsync = false`, `fsync`ed before
 //! [`Sink::publish`] returns — so a 2xx answered for it survives a power cut. Writes are serialised
-//! through one lock so lines never interleave.
+//! through one lock so lines never interleave. A write that fails (a full disk, EIO) is a
+//! retryable failure, and the file is cut back to its last whole line; a fragment left by a crash
+//! is dropped when the file is next opened. So a reader of the file only ever sees whole events.
 //!
 //! ```toml
 //! [sinks.archive]
@@ -15,13 +17,13 @@
 //! fsync = true
 //! ```
 
-use std::io;
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex as StdMutex, PoisonError};
 
 use async_trait::async_trait;
 use hookbridge_sink_core::{Event, Mode, Receipt, Sink, SinkError};
 use serde::Deserialize;
-use tokio::fs::{File, OpenOptions};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
@@ -73,9 +75,16 @@ impl FileConfig {
     }
 }
 
+/// The open file. Behind a std mutex taken inside the blocking
+/// write, so a publish whose future is dropped (its deadline passed) still finishes its write,
+/// truncation included, before the next one starts: lines never interleave.
+struct Open {
+    file: std::fs::File,
+}
+
 enum Target {
     Stdout(tokio::io::Stdout),
-    File { file: File, offset: u64 },
+    File(Arc<StdMutex<Open>>),
 }
 
 /// The sink. The file is opened on the first publish, so a missing directory shows up as an
@@ -83,6 +92,7 @@ enum Target {
 pub struct FileSink {
     name: String,
     config: FileConfig,
+    /// Queues publishes without holding a blocking thread each.
     target: Mutex<Option<Target>>,
 }
 
@@ -100,17 +110,79 @@ impl FileSink {
         if self.config.is_stdout() {
             return Ok(Target::Stdout(tokio::io::stdout()));
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.config.path)
-            .await?;
-        let offset = file.metadata().await?.len();
-        Ok(Target::File { file, offset })
+        let path = self.config.path.clone();
+        let open = tokio::task::spawn_blocking(move || open_whole(&path))
+            .await
+            .map_err(io::Error::other)??;
+        Ok(Target::File(Arc::new(StdMutex::new(open))))
     }
 
     fn io_error(&self, what: &str, e: io::Error) -> SinkError {
         SinkError::unavailable(format!("{what} {}", self.config.path.display())).with_source(e)
+    }
+}
+
+/// Opens `path` for appending and drops a partial last line (left by a crash or a failed write
+/// whose truncation failed too), so a reader never takes a fragment for an event.
+fn open_whole(path: &std::path::Path) -> io::Result<Open> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(path)?;
+    let len = file.metadata()?.len();
+    let whole = whole_lines_end(&mut file, len)?;
+    if whole < len {
+        file.set_len(whole)?;
+        file.sync_data()?;
+    }
+    Ok(Open { file })
+}
+
+/// The length of the file's prefix that ends with a line break (0 if there is none).
+fn whole_lines_end(file: &mut std::fs::File, len: u64) -> io::Result<u64> {
+    let mut end = len;
+    let mut buf = [0u8; 4096];
+    while end > 0 {
+        let start = end.saturating_sub(buf.len() as u64);
+        let chunk = &mut buf[..(end - start) as usize];
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(chunk)?;
+        if let Some(i) = chunk.iter().rposition(|&b| b == b'\n') {
+            return Ok(start + i as u64 + 1);
+        }
+        end = start;
+    }
+    Ok(0)
+}
+
+/// Appends `line` and (with `fsync`) syncs it. On any failure the file is cut back to where the
+/// line started, so it holds whole lines only; `Err` carries the write's error.
+fn append_line(open: &mut Open, line: &[u8], fsync: bool) -> io::Result<u64> {
+    // The file's length now, not a remembered offset: with `O_APPEND` that is where the line
+    // lands, even if something else truncated or appended to the file meanwhile, and cutting
+    // back to it never extends the file.
+    let start = open.file.metadata()?.len();
+    let written = open
+        .file
+        .write_all(line)
+        .and_then(|()| if fsync { open.file.sync_data() } else { Ok(()) });
+    match written {
+        Ok(()) => Ok(start),
+        Err(e) => {
+            // A short write (ENOSPC, EIO) may have left part of the line: cut it off. If even
+            // that fails, the next open drops the fragment (see `open_whole`).
+            open.file
+                .set_len(start)
+                .and_then(|()| open.file.sync_data())
+                .map_err(|t| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("{e}; truncating the partial line failed too: {t}"),
+                    )
+                })?;
+            Err(e)
+        }
     }
 }
 
@@ -151,18 +223,20 @@ impl Sink for FileSink {
                 .await;
                 r.map(|()| receipt.with("path", "-"))
             }
-            Some(Target::File { file, offset }) => {
-                let start = *offset;
-                let r = async {
-                    file.write_all(&line).await?;
-                    if self.config.fsync {
-                        file.sync_data().await?;
-                    }
-                    Ok::<_, io::Error>(())
-                }
-                .await;
-                r.map(|()| {
-                    *offset += line.len() as u64;
+            Some(Target::File(open)) => {
+                // A blocking write, not tokio's `File`: tokio's `write_all` returns before the
+                // write happens and `sync_data` does not report its error, so a full disk was
+                // acknowledged.
+                let open = open.clone();
+                let fsync = self.config.fsync;
+                let written = tokio::task::spawn_blocking(move || {
+                    let mut open = open.lock().unwrap_or_else(PoisonError::into_inner);
+                    append_line(&mut open, &line, fsync)
+                })
+                .await
+                .map_err(io::Error::other)
+                .and_then(|r| r);
+                written.map(|start| {
                     receipt
                         .with("path", self.config.path.display().to_string())
                         .with("offset", start)
@@ -171,8 +245,8 @@ impl Sink for FileSink {
             None => return Err(SinkError::unavailable("file not open")),
         };
         result.map_err(|e| {
-            // A failed write may have left a partial line: reopen next time so the offset is
-            // re-read from the file instead of trusted.
+            // Reopen next time: the offset is re-read from the file, and a fragment the
+            // truncation could not remove is dropped.
             *guard = None;
             self.io_error("cannot write", e)
         })
@@ -191,10 +265,15 @@ impl Sink for FileSink {
 
     async fn shutdown(&self) {
         let mut guard = self.target.lock().await;
-        if let Some(Target::File { file, .. }) = guard.as_mut() {
-            let _ = file.sync_all().await;
+        if let Some(Target::File(open)) = guard.take() {
+            let _ = tokio::task::spawn_blocking(move || {
+                open.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .file
+                    .sync_all()
+            })
+            .await;
         }
-        *guard = None;
     }
 }
 
@@ -228,6 +307,32 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(lines[1]).expect("json");
         assert_eq!(v["id"], "2");
         assert_eq!(v["data"], serde_json::json!({"k": 1}));
+    }
+
+    #[tokio::test]
+    async fn a_partial_last_line_is_dropped_when_the_file_is_opened() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("events.jsonl");
+        // A crash (or a failed write whose truncation failed too) left half a line behind.
+        std::fs::write(&path, "{\"id\":\"whole\"}\n{\"id\":\"cut").expect("write");
+        let sink = FileSink::new("archive", config(path.clone()));
+        let r = sink
+            .publish(&Event::new("next", "urn:x", "t"))
+            .await
+            .expect("publish");
+        let text = std::fs::read_to_string(&path).expect("read");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines[0], "{\"id\":\"whole\"}");
+        assert!(lines[1].contains("\"id\":\"next\""), "{text}");
+        assert_eq!(r.detail["offset"], lines[0].len() as u64 + 1);
+        // A file that is one fragment with no line break at all is emptied.
+        std::fs::write(&path, "fragment").expect("write");
+        let sink = FileSink::new("archive", config(path.clone()));
+        sink.publish(&Event::new("n2", "urn:x", "t"))
+            .await
+            .expect("publish");
+        assert!(std::fs::read_to_string(&path).expect("read").starts_with('{'));
     }
 
     #[tokio::test]
