@@ -222,7 +222,8 @@ impl App {
         self.sync_sinks.contains(&index)
     }
 
-    /// Starts one spool forwarder per sink (no-op without a spool). Needs a tokio runtime.
+    /// Starts one supervised spool forwarder per sink (no-op without a spool). Needs a tokio
+    /// runtime.
     pub fn start_forwarders(&self) {
         let Some(spool) = &self.spool else { return };
         let names: Vec<String> = self
@@ -244,19 +245,24 @@ impl App {
             sink: self.deliverer.dead_letter_sink().cloned(),
         };
         for sink in self.deliverer.sinks() {
-            handles.push(tokio::spawn(forward::run(
+            let settings = forward::Settings {
+                all_sinks: names.clone(),
+                publish_timeout: self.config.server.publish_timeout,
+                backoff,
+                dead_letters: dead_letters.clone(),
+                strict_order: self.config.spool.strict_order.contains(&sink.name().to_owned()),
+            };
+            handles.push(tokio::spawn(supervise(
                 spool.clone(),
                 sink.clone(),
-                names.clone(),
-                self.config.server.publish_timeout,
-                backoff,
-                dead_letters.clone(),
+                settings,
                 self.stop_forwarders.subscribe(),
             )));
         }
     }
 
     /// Stops the forwarders, letting a publish in progress finish (bounded by the deadline).
+    /// Returns once none runs: a successor's forwarders never overlap these.
     pub async fn stop_forwarders(&self) {
         self.stop_forwarders.send_replace(true);
         let handles: Vec<_> = std::mem::take(
@@ -266,10 +272,11 @@ impl App {
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
         let deadline = self.config.server.publish_timeout + Duration::from_secs(1);
-        for h in handles {
-            let abort = h.abort_handle();
-            if tokio::time::timeout(deadline, h).await.is_err() {
-                abort.abort();
+        for mut h in handles {
+            if tokio::time::timeout(deadline, &mut h).await.is_err() {
+                // Aborting the supervisor aborts its forwarder (see `AbortOnDrop`).
+                h.abort();
+                let _ = h.await;
             }
         }
     }
@@ -277,6 +284,71 @@ impl App {
     /// Flushes and closes every sink.
     pub async fn shutdown_sinks(&self) {
         futures_util::future::join_all(self.deliverer.sinks().iter().map(|s| s.shutdown())).await;
+    }
+}
+
+/// Aborts the task when dropped, so a supervisor that is itself aborted takes its forwarder
+/// with it.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Runs the forwarder of `sink`, restarting it (with backoff) when it ends by a panic. A
+/// forwarder that returned (told to stop) or was cancelled is not restarted, so there is never
+/// more than one per sink.
+async fn supervise(
+    spool: Arc<Spool>,
+    sink: SinkHandle,
+    settings: forward::Settings,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let backoff = settings.backoff;
+    let name = sink.name().to_owned();
+    let on_restart = {
+        let spool = spool.clone();
+        move |sink: &str| spool.note_restart(sink)
+    };
+    supervise_with(&name, backoff, stop, on_restart, |stop| {
+        forward::run(spool.clone(), sink.clone(), settings.clone(), stop)
+    })
+    .await;
+}
+
+/// [`supervise`] over any task: `start` makes a fresh run of it.
+pub async fn supervise_with<F, Fut>(
+    name: &str,
+    backoff: Backoff,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    on_restart: impl Fn(&str),
+    start: F,
+) where
+    F: Fn(tokio::sync::watch::Receiver<bool>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut restarts: u32 = 0;
+    loop {
+        let mut task = AbortOnDrop(tokio::spawn(start(stop.clone())));
+        match (&mut task.0).await {
+            Err(e) if e.is_panic() => {
+                restarts = restarts.saturating_add(1);
+                on_restart(name);
+                metrics::counter!("hookbridge_forwarder_restarts_total", "sink" => name.to_owned())
+                    .increment(1);
+                tracing::error!(sink = %name, restarts, "the spool forwarder panicked; restarting it");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff.delay(restarts, None)) => {}
+                    _ = stop.changed() => {}
+                }
+                if *stop.borrow() {
+                    return;
+                }
+            }
+            _ => return,
+        }
     }
 }
 

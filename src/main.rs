@@ -95,6 +95,10 @@ enum Command {
         /// Replay the dead letters parked in the spool (each to the sink it failed on).
         #[arg(long)]
         parked: bool,
+        /// Re-queue to this sink instead (e.g. events parked for a sink that was removed or
+        /// renamed: reason `sink_removed`).
+        #[arg(long)]
+        to: Option<String>,
         /// List what would be replayed; publish nothing.
         #[arg(long)]
         dry_run: bool,
@@ -271,6 +275,7 @@ fn main() -> ExitCode {
             ty,
             sink,
             parked,
+            to,
             dry_run,
             json,
         } => {
@@ -287,6 +292,7 @@ fn main() -> ExitCode {
                     ty,
                     sink,
                     parked,
+                    to,
                     dry_run,
                 },
                 (Err(e), _) | (_, Err(e)) => {

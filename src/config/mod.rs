@@ -114,8 +114,11 @@ pub struct SpoolConfig {
     pub retry_initial: Duration,
     /// Largest forwarder retry delay.
     pub retry_max: Duration,
-    /// Attempts before a retryable failure is dead-lettered (`None`: unlimited).
+    /// Attempts before a retryable failure is dead-lettered (`None`: unlimited), counted while
+    /// the sink takes other events.
     pub max_attempts: Option<u32>,
+    /// Sinks delivered with one publish in flight (strict spool order).
+    pub strict_order: Vec<String>,
     /// How long delivered events are kept for replay.
     pub retain: Duration,
     /// Most bytes of delivered events kept.
@@ -379,6 +382,13 @@ pub fn validate(figment: Figment, origin: &str) -> Result<Config, ConfigErrors> 
     let router = check_routes(&mut c, &top, &sinks, &sources);
     let dedup = check_dedup(&mut c, top.contains_key("dedup"));
     let spool = check_spool(&mut c, top.contains_key("spool"));
+    if let Some(spool) = &spool {
+        for name in &spool.strict_order {
+            if !sinks.iter().any(|s| &s.name == name) {
+                c.error("spool.strict_order", format!("no sink named {name:?}"), None);
+            }
+        }
+    }
     let quarantine = check_quarantine(&mut c, top.contains_key("quarantine"), &sinks);
     let dead_letter = check_dead_letter(&mut c, top.contains_key("dead_letter"), &sinks);
     match (server, router, dedup, spool, quarantine, dead_letter) {
@@ -1062,6 +1072,9 @@ fn check_dead_letter(c: &mut Checker<'_>, present: bool, sinks: &[SinkConfig]) -
     }
 }
 
+/// `spool.max_attempts` when it is not set.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 20;
+
 fn check_spool(c: &mut Checker<'_>, present: bool) -> Option<SpoolConfig> {
     let raw: SpoolRaw = if present {
         c.extract("spool")?
@@ -1074,7 +1087,20 @@ fn check_spool(c: &mut Checker<'_>, present: bool) -> Option<SpoolConfig> {
         max_bytes: raw.max_bytes.map_or(1 << 30, |b| b.0),
         retry_initial: raw.retry_initial.map_or(Duration::from_millis(200), |d| d.0),
         retry_max: raw.retry_max.map_or(Duration::from_secs(30), |d| d.0),
-        max_attempts: raw.max_attempts,
+        max_attempts: match &raw.max_attempts {
+            None => Some(DEFAULT_MAX_ATTEMPTS),
+            Some(raw::MaxAttempts::Count(n)) => Some(*n),
+            Some(raw::MaxAttempts::Word(w)) if w == "unlimited" => None,
+            Some(raw::MaxAttempts::Word(w)) => {
+                c.error(
+                    "spool.max_attempts",
+                    format!("{w:?} is not a number of attempts"),
+                    Some("a number above zero, or \"unlimited\"".into()),
+                );
+                None
+            }
+        },
+        strict_order: raw.strict_order.clone(),
         retain: raw.retain.map_or(Duration::from_secs(24 * 3600), |d| d.0),
         retain_max_bytes: raw.retain_max_bytes.map_or(256 << 20, |b| b.0),
     };
@@ -1082,7 +1108,7 @@ fn check_spool(c: &mut Checker<'_>, present: bool) -> Option<SpoolConfig> {
         c.error(
             "spool.max_attempts",
             "must be above zero",
-            Some("leave it out to retry until the sink takes the event".into()),
+            Some("\"unlimited\" retries until the sink takes the event".into()),
         );
     }
     if cfg.max_events == 0 {

@@ -326,14 +326,29 @@ pub struct SpoolRaw {
     pub retry_initial: Option<HumanDuration>,
     /// Largest retry delay of a forwarder. Default `30s`.
     pub retry_max: Option<HumanDuration>,
-    /// Attempts per event and sink before it is dead-lettered (retryable failures). Default:
-    /// unlimited (a sink that is down only delays its events).
-    pub max_attempts: Option<u32>,
+    /// Attempts per event and sink before it is dead-lettered (retryable failures), counted only
+    /// while the sink takes other events (an outage parks nothing). Default `20`;
+    /// `"unlimited"` retries until the sink takes it.
+    pub max_attempts: Option<MaxAttempts>,
+    /// Sinks whose forwarder keeps one publish in flight, so they receive events in spool order,
+    /// retries included (default: up to 64 in flight; see the README on order).
+    #[serde(default)]
+    pub strict_order: Vec<String>,
     /// How long delivered events are kept for `hookbridge replay`. Default `24h`; `0s` keeps
     /// nothing.
     pub retain: Option<HumanDuration>,
     /// Most bytes of delivered events kept for replay (the oldest go first). Default `256MiB`.
     pub retain_max_bytes: Option<ByteSize>,
+}
+
+/// `spool.max_attempts`: a count, or `"unlimited"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum MaxAttempts {
+    /// Attempts.
+    Count(u32),
+    /// `"unlimited"`.
+    Word(String),
 }
 
 /// `[dead_letter]`: where events go that a sink refused permanently or that exhausted

@@ -11,11 +11,12 @@
 //! parked in the spool. Either way it is counted and logged, never dropped, and the forwarder
 //! moves on to the next event.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use hookbridge_sink_core::{Event, SinkError, SinkHandle};
+use hookbridge_sink_core::{ErrorKind, Event, SinkError, SinkHandle};
 use rand::Rng;
 use tokio::sync::watch;
 
@@ -29,7 +30,8 @@ const WINDOW: usize = 64;
 /// When and where events are dead-lettered.
 #[derive(Clone, Default)]
 pub struct DeadLetters {
-    /// Attempts before a retryable failure is dead-lettered (`None`: never).
+    /// Attempts before a retryable failure is dead-lettered (`None`: never), counted toward
+    /// only while the sink takes other events.
     pub max_attempts: Option<u32>,
     /// The dead-letter sink, if configured.
     pub sink: Option<SinkHandle>,
@@ -56,29 +58,116 @@ impl Backoff {
     }
 }
 
-/// Runs until `stop` turns true. Returns after finishing (or abandoning) the current attempt.
-pub async fn run(
+static RUNNING: std::sync::Mutex<BTreeMap<String, usize>> = std::sync::Mutex::new(BTreeMap::new());
+
+/// Forwarders running now for `sink` in this process (never more than one; the tests check it
+/// across panics and reloads). Also the gauge `hookbridge_forwarders_running{sink}`.
+pub fn running(sink: &str) -> usize {
+    RUNNING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(sink)
+        .copied()
+        .unwrap_or(0)
+}
+
+/// Counts a running forwarder while it lives (a panic unwinds through its drop too).
+struct Running(String);
+
+impl Running {
+    fn new(sink: &str) -> Running {
+        Self::change(sink, |n| n + 1);
+        Running(sink.to_owned())
+    }
+
+    fn change(sink: &str, f: impl FnOnce(usize) -> usize) {
+        let mut map = RUNNING.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = map.entry(sink.to_owned()).or_default();
+        *n = f(*n);
+        metrics::gauge!("hookbridge_forwarders_running", "sink" => sink.to_owned()).set(*n as f64);
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        Self::change(&self.0, |n| n.saturating_sub(1));
+    }
+}
+
+/// How a forwarder runs (the same for every restart of it).
+#[derive(Clone)]
+pub struct Settings {
+    /// Every configured sink (records all of them have passed are deleted).
+    pub all_sinks: Vec<String>,
+    /// Deadline of one publish.
+    pub publish_timeout: Duration,
+    /// Retry delays.
+    pub backoff: Backoff,
+    /// Where given-up events go.
+    pub dead_letters: DeadLetters,
+    /// One publish in flight (strict spool order, retries included), not [`WINDOW`].
+    pub strict_order: bool,
+}
+
+/// Panics of one record's publish before it is parked with reason `crashed`.
+pub const CRASH_LIMIT: u32 = 3;
+
+/// What to do about a failed publish.
+enum Verdict {
+    /// Try the same event again after the delay.
+    Retry(Duration),
+    /// Give up on it: dead-letter sink or parked.
+    Dead(DeadReason),
+}
+
+/// The forwarder of one sink: its position and the state of the event at its head.
+struct Forwarder {
     spool: Arc<Spool>,
     sink: SinkHandle,
-    all_sinks: Vec<String>,
-    publish_timeout: Duration,
-    backoff: Backoff,
-    dead_letters: DeadLetters,
-    mut stop: watch::Receiver<bool>,
-) {
+    name: String,
+    settings: Settings,
+    cursor: u64,
+    /// Failed attempts of the head event.
+    attempt: u32,
+    /// Panics of the head event's publish.
+    crashes: u32,
+}
+
+/// Runs until `stop` turns true. Returns after finishing (or abandoning) the current attempt.
+pub async fn run(spool: Arc<Spool>, sink: SinkHandle, settings: Settings, mut stop: watch::Receiver<bool>) {
     let name = sink.name().to_owned();
-    let mut cursor = match spool.cursor(&name).await {
+    let _running = Running::new(&name);
+    let cursor = match spool.cursor(&name).await {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(sink = %name, error = %e, "cannot read the spool cursor; forwarder not started");
             return;
         }
     };
-    let mut attempt: u32 = 0;
+    let mut f = Forwarder {
+        spool,
+        sink,
+        name,
+        settings,
+        cursor,
+        attempt: 0,
+        crashes: 0,
+    };
     loop {
         if *stop.borrow() {
             return;
         }
+        if f.step(&mut stop).await.is_none() {
+            return;
+        }
+    }
+}
+
+impl Forwarder {
+    /// One round: publish the next batch (or wait for one). `None` when told to stop.
+    async fn step(&mut self, stop: &mut watch::Receiver<bool>) -> Option<()> {
+        let (spool, name) = (self.spool.clone(), self.name.clone());
+        let backoff = self.settings.backoff;
         // Register interest before looking, so an append between the look and the wait is not
         // missed.
         let notified = spool.new_data.notified();
@@ -86,99 +175,132 @@ pub async fn run(
         notified.as_mut().enable();
         // Up to WINDOW publishes in flight; one at a time while a failure is being retried, so
         // an outage is probed with one event rather than re-sending a window each time.
-        let window = if attempt > 0 { 1 } else { WINDOW };
-        let (batch, scanned) = match spool.next_batch_for(&name, cursor, window).await {
+        let window = if self.attempt > 0 || self.settings.strict_order {
+            1
+        } else {
+            WINDOW
+        };
+        let (batch, scanned) = match spool.next_batch_for(&name, self.cursor, window).await {
             Ok(n) => n,
             Err(e) => {
                 tracing::error!(sink = %name, error = %e, "spool read failed");
-                if sleep_or_stop(&mut stop, backoff.max).await {
-                    return;
-                }
-                continue;
+                return (!sleep_or_stop(stop, backoff.max).await).then_some(());
             }
         };
         let Some((_, first)) = batch.first() else {
             spool.set_head(&name, None);
-            if scanned > cursor {
+            if scanned > self.cursor {
                 // Skip records meant for other sinks.
-                cursor = scanned;
-                let _ = spool.advance(&name, cursor, &all_sinks).await;
-                continue;
+                self.cursor = scanned;
+                let _ = spool
+                    .advance(&name, self.cursor, 0, &self.settings.all_sinks)
+                    .await;
+                return Some(());
             }
             tokio::select! {
                 () = &mut notified => {}
                 _ = stop.changed() => {}
             }
-            continue;
+            return Some(());
         };
-        if attempt == 0 {
+        if self.attempt == 0 {
             spool.set_head(&name, first.received());
         }
         let events: Vec<Event> = batch.iter().map(|(_, r)| r.event()).collect();
-        let results = join_all(events.iter().map(|e| publish(&sink, e, publish_timeout))).await;
+        let timeout = self.settings.publish_timeout;
+        let results = join_all(events.iter().map(|e| publish(&self.sink, e, timeout))).await;
         // Results in spool order: progress stops at the first failure that will be retried
         // (events after it that did get through are sent again later: at-least-once).
         let mut passed = None;
+        let mut done = 0;
         let mut retry = None;
         for (((seq, record), event), result) in batch.iter().zip(&events).zip(results) {
             let seq = *seq;
-            match result {
-                Ok(()) => {
-                    tracing::debug!(sink = %name, event_id = %event.id, seq, "spooled event delivered");
-                }
-                Err(e) => {
-                    attempt = attempt.saturating_add(1);
-                    let exhausted = dead_letters.max_attempts.is_some_and(|m| attempt >= m);
-                    if e.is_retryable() && !exhausted {
-                        metrics::counter!("hookbridge_retries_total", "sink" => name.clone()).increment(1);
-                        tracing::warn!(sink = %name, event_id = %event.id, seq, attempt, error = %e, "spooled publish failed; retrying");
-                        retry = Some(backoff.delay(attempt, e.retry_after()));
+            if let Err(e) = result {
+                match self.judge(seq, event, &e).await {
+                    Verdict::Retry(delay) => {
+                        retry = Some(delay);
                         break;
                     }
-                    let reason = if e.is_retryable() {
-                        DeadReason::Exhausted
-                    } else {
-                        DeadReason::Rejected
-                    };
-                    let dead = Dead {
-                        seq,
-                        record,
-                        event,
-                        reason,
-                        attempts: attempt,
-                        error: &e,
-                    };
-                    if dead_letter(
-                        &spool,
-                        &name,
-                        &dead,
-                        &dead_letters,
-                        publish_timeout,
-                        backoff,
-                        &mut stop,
-                    )
-                    .await
-                    .is_none()
-                    {
-                        return;
+                    Verdict::Dead(reason) => {
+                        let dead = Dead {
+                            seq,
+                            record,
+                            event,
+                            reason,
+                            attempts: self.attempt,
+                            error: &e,
+                        };
+                        let policy = self.settings.dead_letters.clone();
+                        dead_letter(&spool, &name, &dead, &policy, timeout, backoff, stop).await?;
                     }
                 }
+            } else {
+                tracing::debug!(sink = %name, event_id = ?event.id, seq, "spooled event delivered");
             }
-            attempt = 0;
+            self.attempt = 0;
+            self.crashes = 0;
             passed = Some(seq);
-            spool.note_done(&name);
+            done += 1;
         }
         if let Some(seq) = passed {
-            cursor = seq;
-            if let Err(e) = spool.advance(&name, seq, &all_sinks).await {
+            self.cursor = seq;
+            if let Err(e) = spool.advance(&name, seq, done, &self.settings.all_sinks).await {
                 tracing::error!(sink = %name, error = %e, "cannot record spool progress");
             }
         }
-        if let Some(delay) = retry {
-            if sleep_or_stop(&mut stop, delay).await {
-                return;
-            }
+        match retry {
+            Some(delay) if sleep_or_stop(stop, delay).await => None,
+            _ => Some(()),
         }
+    }
+
+    /// Decides about a failed publish of the event at `seq` (the head of the queue).
+    async fn judge(&mut self, seq: u64, event: &Event, e: &SinkError) -> Verdict {
+        let name = &self.name;
+        self.attempt = self.attempt.saturating_add(1);
+        let delay = self.settings.backoff.delay(self.attempt, e.retry_after());
+        if e.kind() == ErrorKind::Crashed {
+            self.crashes += 1;
+            self.spool.note_crash(name);
+            if self.crashes >= CRASH_LIMIT {
+                return Verdict::Dead(DeadReason::Crashed);
+            }
+            tracing::error!(sink = %name, event_id = ?event.id, seq, crashes = self.crashes, "publishing a spooled event panicked the sink; retrying");
+            return Verdict::Retry(delay);
+        }
+        if !e.is_retryable() {
+            return Verdict::Dead(DeadReason::Rejected);
+        }
+        metrics::counter!("hookbridge_retries_total", "sink" => name.clone()).increment(1);
+        let limit = self.settings.dead_letters.max_attempts;
+        if limit.is_some_and(|m| self.attempt >= m) {
+            // Used up its attempts. Give it up only if the sink takes other events: during an
+            // outage every event fails, and parking them one by one would lose their order.
+            if self.sink_takes_the_next(seq).await {
+                return Verdict::Dead(DeadReason::Exhausted);
+            }
+            tracing::warn!(sink = %name, event_id = ?event.id, seq, attempt = self.attempt, error = %e,
+                "spooled publish failed its last attempt, but the sink takes no other event either (an outage): not parked; retrying");
+            return Verdict::Retry(delay);
+        }
+        tracing::warn!(sink = %name, event_id = ?event.id, seq, attempt = self.attempt, error = %e, "spooled publish failed; retrying");
+        Verdict::Retry(delay)
+    }
+
+    /// Publishes the event after `seq` (if there is one) as a probe: whether the sink accepts
+    /// other events while the one at `seq` keeps failing. The probe may be published again
+    /// later in its turn (at-least-once).
+    async fn sink_takes_the_next(&self, seq: u64) -> bool {
+        let Ok((next, _)) = self.spool.next_batch_for(&self.name, seq, 1).await else {
+            return false;
+        };
+        let Some((_, record)) = next.first() else {
+            return false;
+        };
+        publish(&self.sink, &record.event(), self.settings.publish_timeout)
+            .await
+            .is_ok()
     }
 }
 

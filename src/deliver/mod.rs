@@ -22,9 +22,25 @@ pub async fn publish_timed(
     event: &Event,
     deadline: std::time::Duration,
 ) -> Result<Receipt, SinkError> {
+    use futures_util::FutureExt as _;
     let started = std::time::Instant::now();
-    let result = match tokio::time::timeout(deadline, sink.publish(event)).await {
-        Ok(r) => r,
+    // A panic inside a sink's publish is caught here, for sync requests and spool forwarders
+    // alike: it becomes an error of kind `crashed`, never a reset connection or a dead task.
+    // The publish future is awaited (and so dropped) inside the guard: a panic in its `Drop`
+    // is caught too.
+    let guarded = std::panic::AssertUnwindSafe(async { sink.publish(event).await }).catch_unwind();
+    let result = match tokio::time::timeout(deadline, guarded).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(panic)) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".into());
+            tracing::error!(sink = %sink.name(), event_id = ?event.id, panic = %what, "the sink panicked while publishing");
+            metrics::counter!("hookbridge_sink_panics_total", "sink" => sink.name().to_owned()).increment(1);
+            Err(SinkError::crashed(format!("the sink panicked: {what}")))
+        }
         Err(_) => Err(SinkError::timeout(format!(
             "no acknowledgement within {}",
             humantime::format_duration(deadline)
@@ -84,8 +100,10 @@ impl EventOutcome {
 pub enum DeadReason {
     /// The sink refused it permanently.
     Rejected,
-    /// Retryable failures used up `spool.max_attempts`.
+    /// Retryable failures used up `spool.max_attempts` while the sink took other events.
     Exhausted,
+    /// Publishing it panicked the sink (repeatedly, in spool mode).
+    Crashed,
 }
 
 impl DeadReason {
@@ -94,6 +112,7 @@ impl DeadReason {
         match self {
             DeadReason::Rejected => "rejected",
             DeadReason::Exhausted => "exhausted",
+            DeadReason::Crashed => "crashed",
         }
     }
 }
@@ -240,10 +259,15 @@ impl Deliverer {
         }
         let mut receipts = Vec::with_capacity(failures.len());
         for (name, error) in &failures {
-            let dead = dead_letter_event(event, name, DeadReason::Rejected, 1, error);
+            let reason = if error.kind() == hookbridge_sink_core::ErrorKind::Crashed {
+                DeadReason::Crashed
+            } else {
+                DeadReason::Rejected
+            };
+            let dead = dead_letter_event(event, name, reason, 1, error);
             match self.publish_one(dl, &dead).await {
                 Ok(r) => {
-                    metrics::counter!("hookbridge_dead_letters_total", "sink" => name.clone(), "reason" => "rejected")
+                    metrics::counter!("hookbridge_dead_letters_total", "sink" => name.clone(), "reason" => reason.as_str())
                         .increment(1);
                     tracing::warn!(sink = %name, event_id = %event.id, dead_letter = %dl.name(), error = %error,
                         "event refused permanently; sent to the dead-letter sink");

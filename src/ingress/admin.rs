@@ -94,9 +94,15 @@ pub fn check_filter(
     if let Some(t) = &filter.ty {
         crate::route::Pattern::compile(t).map_err(|e| ("type", e))?;
     }
-    if let Some(sink) = &filter.sink {
+    // With --parked, `sink` may name a sink that was removed (its events parked `sink_removed`).
+    if let Some(sink) = filter.sink.as_ref().filter(|_| !filter.parked) {
         if !config.sinks.iter().any(|s| &s.name == sink) {
             return Err(("sink", format!("no sink named {sink:?}")));
+        }
+    }
+    if let Some(to) = &filter.to {
+        if !config.sinks.iter().any(|s| &s.name == to) {
+            return Err(("to", format!("no sink named {to:?}")));
         }
     }
     if let Some(source) = &filter.source {

@@ -1,5 +1,6 @@
 //! `/healthz` (the process runs) and `/readyz` (503 only when new events would be refused: a
-//! sink is down or shutdown has begun), with every sink's state in the JSON body.
+//! sink is down, the spool is full or cannot be written, or shutdown has begun), with every
+//! sink's state in the JSON body.
 
 use std::time::Duration;
 
@@ -47,10 +48,16 @@ pub async fn readyz(app: &App) -> Response {
         "sinks": detail,
     });
     if let Some(spool) = &app.spool {
-        if spool.is_full() {
+        // A spool that a failed write left unwritable is reopened here too (throttled), so it
+        // recovers without traffic.
+        let fault = spool.recover_if_faulty().await;
+        if spool.is_full() || fault.is_some() {
             ready = false;
         }
         body["spool"] = spool_state(spool);
+        if let Some(e) = fault {
+            body["spool"]["error"] = Value::String(e);
+        }
     }
     body["status"] = json!(if ready { "ready" } else { "not_ready" });
     let code = if ready {

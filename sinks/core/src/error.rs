@@ -19,6 +19,10 @@ pub enum ErrorKind {
     Rejected,
     /// The sink cannot work as configured (missing topic, bad credentials, bad template). Permanent.
     Misconfigured,
+    /// The sink panicked while publishing this event: a bug, caught by the bridge. Not retryable
+    /// by the sender (a sync answer is 500); the spool forwarder retries it a few times, then
+    /// parks it with reason `crashed`.
+    Crashed,
 }
 
 impl ErrorKind {
@@ -30,6 +34,7 @@ impl ErrorKind {
             ErrorKind::Nacked => "nacked",
             ErrorKind::Rejected => "rejected",
             ErrorKind::Misconfigured => "misconfigured",
+            ErrorKind::Crashed => "crashed",
         }
     }
 }
@@ -68,6 +73,11 @@ impl SinkError {
     /// Shorthand for [`ErrorKind::Rejected`].
     pub fn rejected(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Rejected, message)
+    }
+
+    /// Shorthand for [`ErrorKind::Crashed`].
+    pub fn crashed(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Crashed, message)
     }
 
     /// Shorthand for [`ErrorKind::Misconfigured`].

@@ -110,7 +110,11 @@ impl Sink for HttpSink {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
         let out = self.layout.build(event, now)?;
-        let mut request = self.client.request(self.method.clone(), &out.url);
+        // A rendered URL that does not parse never will for this event: permanent, so one such
+        // event cannot hold up a spool queue.
+        let url = reqwest::Url::parse(&out.url)
+            .map_err(|e| SinkError::rejected(format!("the rendered URL is not a valid URL: {e}")))?;
+        let mut request = self.client.request(self.method.clone(), url);
         for (name, value) in &out.headers {
             let name = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| SinkError::misconfigured(format!("invalid header name {name:?}")))?;

@@ -30,3 +30,16 @@ pub fn publish_error(subject: &str, e: async_nats::jetstream::context::PublishEr
         }
     }
 }
+
+/// Classifies a core NATS publish error: a message over the server's `max_payload` or an invalid
+/// subject can never be published (permanent); a failed send can (retryable).
+pub fn core_publish_error(subject: &str, e: async_nats::client::PublishError) -> SinkError {
+    use async_nats::client::PublishErrorKind;
+    let msg = format!("NATS publish to {subject:?}");
+    match e.kind() {
+        PublishErrorKind::MaxPayloadExceeded | PublishErrorKind::InvalidSubject => {
+            SinkError::rejected(msg).with_source(e)
+        }
+        PublishErrorKind::Send => SinkError::unavailable(msg).with_source(e),
+    }
+}

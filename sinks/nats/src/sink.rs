@@ -234,7 +234,7 @@ impl Sink for NatsSink {
         client
             .publish_with_headers(message.subject, message.headers, message.payload)
             .await
-            .map_err(|e| SinkError::unavailable(format!("NATS publish to {subject:?}")).with_source(e))?;
+            .map_err(|e| crate::error::core_publish_error(&subject, e))?;
         // Core NATS has no acknowledgement: flushing proves the server got the bytes, nothing
         // more. The receipt says so.
         client
