@@ -412,3 +412,117 @@ impl Live {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod supervisor_tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    fn backoff() -> Backoff {
+        Backoff {
+            initial: Duration::from_millis(1),
+            max: Duration::from_millis(5),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_task_that_panics_is_restarted_and_one_that_returns_is_not() {
+        let starts = Arc::new(AtomicUsize::new(0));
+        let restarts = Arc::new(AtomicUsize::new(0));
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        let s = starts.clone();
+        let r = restarts.clone();
+        supervise_with(
+            "t",
+            backoff(),
+            rx,
+            move |_| {
+                r.fetch_add(1, Ordering::SeqCst);
+            },
+            move |_stop| {
+                let n = s.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    assert!(n >= 2, "panic number {n}");
+                }
+            },
+        )
+        .await;
+        assert_eq!(
+            starts.load(Ordering::SeqCst),
+            3,
+            "two panics, then a clean return"
+        );
+        assert_eq!(restarts.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn stop_during_the_restart_delay_ends_the_supervisor() {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let starts = Arc::new(AtomicUsize::new(0));
+        let s = starts.clone();
+        let slow = Backoff {
+            initial: Duration::from_secs(30),
+            max: Duration::from_secs(30),
+        };
+        let sup = tokio::spawn(async move {
+            supervise_with(
+                "t",
+                slow,
+                rx,
+                |_| {},
+                move |_stop| {
+                    s.fetch_add(1, Ordering::SeqCst);
+                    async { panic!("always") }
+                },
+            )
+            .await;
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        tx.send_replace(true);
+        tokio::time::timeout(Duration::from_secs(2), sup)
+            .await
+            .expect("stops promptly")
+            .expect("no panic escapes");
+        assert_eq!(starts.load(Ordering::SeqCst), 1, "not restarted after stop");
+    }
+
+    #[tokio::test]
+    async fn aborting_the_supervisor_aborts_its_task() {
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        let alive = Arc::new(AtomicUsize::new(0));
+        let a = alive.clone();
+        let sup = tokio::spawn(async move {
+            supervise_with(
+                "t",
+                backoff(),
+                rx,
+                |_| {},
+                move |_stop| {
+                    let a = a.clone();
+                    async move {
+                        struct Alive(Arc<AtomicUsize>);
+                        impl Drop for Alive {
+                            fn drop(&mut self) {
+                                self.0.fetch_sub(1, Ordering::SeqCst);
+                            }
+                        }
+                        a.fetch_add(1, Ordering::SeqCst);
+                        let _alive = Alive(a);
+                        std::future::pending::<()>().await;
+                    }
+                },
+            )
+            .await;
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(alive.load(Ordering::SeqCst), 1);
+        sup.abort();
+        let _ = sup.await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            alive.load(Ordering::SeqCst),
+            0,
+            "the forwarder went with its supervisor"
+        );
+    }
+}

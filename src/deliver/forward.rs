@@ -144,6 +144,14 @@ pub async fn run(spool: Arc<Spool>, sink: SinkHandle, settings: Settings, mut st
             return;
         }
     };
+    if cursor > 0 {
+        // Sweep at start: records every configured sink has passed are deleted now, and those
+        // still pending for a sink that was removed are parked (`sink_removed`), even if no
+        // new event ever makes a forwarder advance again.
+        if let Err(e) = spool.advance(&name, cursor, 0, &settings.all_sinks).await {
+            tracing::error!(sink = %name, error = %e, "cannot sweep the spool");
+        }
+    }
     let mut f = Forwarder {
         spool,
         sink,

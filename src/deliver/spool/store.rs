@@ -24,6 +24,10 @@ pub const RETRY_EVERY: Duration = Duration::from_millis(250);
 pub(super) struct Store {
     path: PathBuf,
     db: RwLock<Option<Database>>,
+    /// Held over each write and the count update that follows it. redb runs one write
+    /// transaction at a time anyway; this makes "commit, then update the counts" one step, so
+    /// a count computed from the previous value is never computed from a stale one.
+    writing: Mutex<()>,
     /// Why the file cannot be written now, and when a reopen was last tried.
     fault: Mutex<Option<(String, Option<Instant>)>>,
 }
@@ -45,6 +49,7 @@ impl Store {
         Ok(Store {
             path,
             db: RwLock::new(Some(db)),
+            writing: Mutex::new(()),
             fault: Mutex::new(None),
         })
     }
@@ -81,7 +86,10 @@ impl Store {
         &self,
         f: impl FnOnce(&Database) -> Result<T, SpoolError>,
     ) -> Result<T, SpoolError> {
-        let result = self.with(f);
+        let result = {
+            let _one = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+            self.with(f)
+        };
         let mut fault = self.fault.lock().unwrap_or_else(PoisonError::into_inner);
         match &result {
             Err(SpoolError::Io(e)) => {
