@@ -240,13 +240,13 @@ impl App {
             .forwarders
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        spool.set_sinks(names);
         let dead_letters = forward::DeadLetters {
             max_attempts: self.config.spool.max_attempts,
             sink: self.deliverer.dead_letter_sink().cloned(),
         };
         for sink in self.deliverer.sinks() {
             let settings = forward::Settings {
-                all_sinks: names.clone(),
                 publish_timeout: self.config.server.publish_timeout,
                 backoff,
                 dead_letters: dead_letters.clone(),

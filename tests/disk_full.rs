@@ -10,26 +10,9 @@ use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{start, FailingSink};
-use hookbridge::sink::{SinkError, SinkHandle};
+use common::start;
 use serde_json::Value;
 use tmpfs::Tmpfs;
-
-async fn post(http: &reqwest::Client, url: &str, id: &str, pad: usize) -> (u16, Value) {
-    let resp = http
-        .post(url)
-        .header("ce-specversion", "1.0")
-        .header("ce-id", id)
-        .header("ce-source", "urn:disk")
-        .header("ce-type", "t.disk")
-        .header("content-type", "application/json")
-        .body(format!(r#"{{"id":"{id}","pad":"{}"}}"#, "x".repeat(pad)))
-        .send()
-        .await
-        .expect("request");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or_default())
-}
 
 /// The ids of the file's lines; panics on a line that is not a whole JSON event.
 fn lines_of(path: &std::path::Path) -> Vec<String> {
@@ -70,13 +53,12 @@ sinks = ["archive"]
         path.display()
     );
     let hb = start(&cfg, vec![]).await;
-    let http = reqwest::Client::new();
     let url = hb.url("/events");
     let mut acked = Vec::new();
     let mut refused = 0;
     for i in 0..200 {
         let id = format!("d-{i}");
-        let (status, body) = post(&http, &url, &id, 700).await;
+        let (status, body) = tmpfs::post(&url, &id, 700).await;
         match status {
             200 => acked.push(id),
             503 => {
@@ -106,7 +88,7 @@ sinks = ["archive"]
     }
     // Space returns: writing resumes.
     std::fs::remove_file(fs.path().join("reserve")).expect("free");
-    let (status, body) = post(&http, &url, "after", 100).await;
+    let (status, body) = tmpfs::post(&url, "after", 100).await;
     assert_eq!(status, 200, "{body}");
     assert!(lines_of(&path).contains(&"after".to_owned()));
     hb.stop().await;
@@ -114,54 +96,14 @@ sinks = ["archive"]
 
 #[tokio::test]
 async fn spool_on_a_full_disk_answers_503_says_why_and_resumes() {
-    let fs = Tmpfs::mount(2 << 20);
-    let dir = fs.path().join("spool");
-    let cfg = format!(
-        r#"
-[sources.ce]
-path = "/events"
-kind = "cloudevents"
-delivery = "spool"
-verify = {{ kind = "none" }}
-[sinks.out]
-type = "blackhole"
-[[routes]]
-sinks = ["out"]
-[spool]
-dir = "{}"
-retry_initial = "20ms"
-retry_max = "100ms"
-retain = "0s"
-"#,
-        dir.display()
-    );
-    // The sink refuses (retryably) until told otherwise, so everything stays in the spool.
-    let out = FailingSink::new("out", usize::MAX, || {
-        SinkError::unavailable("closed for the test")
-    });
-    let hb = start(&cfg, vec![("out", out.clone() as SinkHandle)]).await;
-    let http = reqwest::Client::new();
+    let full = tmpfs::spool_on_a_full_disk("out").await;
+    let (hb, out, mut acked) = (full.hb, full.sink, full.acked);
     let url = hb.url("/events");
-    // The spool file exists now; leave it little room to grow.
-    let reserve = fs.path().join("reserve");
-    let free = fs.free();
-    std::fs::write(&reserve, vec![0u8; free.saturating_sub(48 * 1024) as usize]).expect("reserve");
-    let mut acked = Vec::new();
-    let mut refused = None;
-    for i in 0..2_000 {
-        let id = format!("s-{i}");
-        let (status, body) = post(&http, &url, &id, 2_000).await;
-        match status {
-            202 => acked.push(id),
-            503 => {
-                refused = Some(body);
-                break;
-            }
-            other => panic!("unexpected {other}: {body}"),
-        }
-    }
-    let body = refused.unwrap_or_else(|| panic!("the disk never filled ({} spooled)", acked.len()));
-    assert_eq!(body["error"]["code"], "spool_unavailable", "{body}");
+    assert_eq!(
+        full.refused["error"]["code"], "spool_unavailable",
+        "{}",
+        full.refused
+    );
     let ready = reqwest::get(hb.url("/readyz")).await.expect("readyz");
     assert_eq!(
         ready.status().as_u16(),
@@ -174,12 +116,13 @@ retain = "0s"
         "readyz says why: {ready}"
     );
     // Space returns: the spool is reopened and accepts again.
-    std::fs::remove_file(&reserve).expect("free");
+    std::fs::remove_file(&full.reserve).expect("free");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (status, body) = post(&http, &url, &format!("again-{}", acked.len()), 100).await;
+        let id = format!("again-{}", acked.len());
+        let (status, body) = tmpfs::post(&url, &id, 100).await;
         if status == 202 {
-            acked.push(format!("again-{}", acked.len()));
+            acked.push(id);
             break;
         }
         assert!(

@@ -46,7 +46,7 @@ fn record(i: u32) -> Record {
 }
 
 /// Writes the fixture. Run once, by hand, on the old release (as committed in 0d256bc, where
-/// `advance` had no count argument; kept compiling against today's API for reference):
+/// `advance` took the sink list; kept compiling against today's API for reference):
 /// `HOOKBRIDGE_WRITE_FIXTURE=1 cargo test --test upgrade write_upgrade_fixture -- --ignored`.
 #[tokio::test]
 #[ignore = "writes the committed fixture; run only on the release the fixture stands for"]
@@ -65,11 +65,12 @@ async fn write_upgrade_fixture() {
             age: Duration::from_secs(100 * 365 * 24 * 3600),
             max_bytes: 1 << 24,
         });
+        spool.set_sinks(names.clone());
         for i in 1..=8 {
             assert_eq!(spool.append(&record(i)).await.expect("append"), u64::from(i));
         }
-        spool.advance("a", 3, 3, &names).await.expect("advance");
-        spool.advance("b", 3, 3, &names).await.expect("advance");
+        spool.advance("a", 3).await.expect("advance");
+        spool.advance("b", 3).await.expect("advance");
         let mut parked = record(4);
         parked.targets = vec!["a".into()];
         spool
@@ -85,7 +86,7 @@ async fn write_upgrade_fixture() {
             )
             .await
             .expect("park");
-        spool.advance("a", 5, 2, &names).await.expect("advance");
+        spool.advance("a", 5).await.expect("advance");
         // One more append makes the lazily committed cursors durable.
         assert_eq!(spool.append(&record(9)).await.expect("append"), 9);
     }

@@ -899,6 +899,9 @@ fn check_routes(
         }
         for (j, n) in names.iter().enumerate() {
             match sinks.iter().position(|s| &s.name == n) {
+                // A sink named twice is one target: publishing (and counting) it twice would
+                // skew the spool's backlog and send the event twice.
+                Some(i) if out.contains(&i) => {}
                 Some(i) => out.push(i),
                 None => c.error(
                     format!("{key}[{j}]"),

@@ -97,8 +97,6 @@ impl Drop for Running {
 /// How a forwarder runs (the same for every restart of it).
 #[derive(Clone)]
 pub struct Settings {
-    /// Every configured sink (records all of them have passed are deleted).
-    pub all_sinks: Vec<String>,
     /// Deadline of one publish.
     pub publish_timeout: Duration,
     /// Retry delays.
@@ -131,7 +129,14 @@ struct Forwarder {
     attempt: u32,
     /// Panics of the head event's publish.
     crashes: u32,
+    /// Probes made for the head event (each takes the next later event in turn).
+    probes: usize,
 }
+
+/// How far behind a stuck event the probes look (one per attempt, in turn): two or more poison
+/// events in a row do not pass for an outage. With `strict_order` only the next event is probed,
+/// since a probe further on would arrive before the events between.
+const PROBE_SPAN: usize = 16;
 
 /// Runs until `stop` turns true. Returns after finishing (or abandoning) the current attempt.
 pub async fn run(spool: Arc<Spool>, sink: SinkHandle, settings: Settings, mut stop: watch::Receiver<bool>) {
@@ -148,7 +153,7 @@ pub async fn run(spool: Arc<Spool>, sink: SinkHandle, settings: Settings, mut st
         // Sweep at start: records every configured sink has passed are deleted now, and those
         // still pending for a sink that was removed are parked (`sink_removed`), even if no
         // new event ever makes a forwarder advance again.
-        if let Err(e) = spool.advance(&name, cursor, 0, &settings.all_sinks).await {
+        if let Err(e) = spool.advance(&name, cursor).await {
             tracing::error!(sink = %name, error = %e, "cannot sweep the spool");
         }
     }
@@ -160,6 +165,7 @@ pub async fn run(spool: Arc<Spool>, sink: SinkHandle, settings: Settings, mut st
         cursor,
         attempt: 0,
         crashes: 0,
+        probes: 0,
     };
     loop {
         if *stop.borrow() {
@@ -200,9 +206,7 @@ impl Forwarder {
             if scanned > self.cursor {
                 // Skip records meant for other sinks.
                 self.cursor = scanned;
-                let _ = spool
-                    .advance(&name, self.cursor, 0, &self.settings.all_sinks)
-                    .await;
+                let _ = spool.advance(&name, self.cursor).await;
                 return Some(());
             }
             tokio::select! {
@@ -220,7 +224,6 @@ impl Forwarder {
         // Results in spool order: progress stops at the first failure that will be retried
         // (events after it that did get through are sent again later: at-least-once).
         let mut passed = None;
-        let mut done = 0;
         let mut retry = None;
         for (((seq, record), event), result) in batch.iter().zip(&events).zip(results) {
             let seq = *seq;
@@ -248,12 +251,12 @@ impl Forwarder {
             }
             self.attempt = 0;
             self.crashes = 0;
+            self.probes = 0;
             passed = Some(seq);
-            done += 1;
         }
         if let Some(seq) = passed {
             self.cursor = seq;
-            if let Err(e) = spool.advance(&name, seq, done, &self.settings.all_sinks).await {
+            if let Err(e) = spool.advance(&name, seq).await {
                 tracing::error!(sink = %name, error = %e, "cannot record spool progress");
             }
         }
@@ -265,7 +268,8 @@ impl Forwarder {
 
     /// Decides about a failed publish of the event at `seq` (the head of the queue).
     async fn judge(&mut self, seq: u64, event: &Event, e: &SinkError) -> Verdict {
-        let name = &self.name;
+        let name = self.name.clone();
+        let name = &name;
         self.attempt = self.attempt.saturating_add(1);
         let delay = self.settings.backoff.delay(self.attempt, e.retry_after());
         if e.kind() == ErrorKind::Crashed {
@@ -285,7 +289,7 @@ impl Forwarder {
         if limit.is_some_and(|m| self.attempt >= m) {
             // Used up its attempts. Give it up only if the sink takes other events: during an
             // outage every event fails, and parking them one by one would lose their order.
-            if self.sink_takes_the_next(seq).await {
+            if self.sink_takes_a_later_event(seq).await {
                 return Verdict::Dead(DeadReason::Exhausted);
             }
             tracing::warn!(sink = %name, event_id = ?event.id, seq, attempt = self.attempt, error = %e,
@@ -296,16 +300,21 @@ impl Forwarder {
         Verdict::Retry(delay)
     }
 
-    /// Publishes the event after `seq` (if there is one) as a probe: whether the sink accepts
-    /// other events while the one at `seq` keeps failing. The probe may be published again
-    /// later in its turn (at-least-once).
-    async fn sink_takes_the_next(&self, seq: u64) -> bool {
-        let Ok((next, _)) = self.spool.next_batch_for(&self.name, seq, 1).await else {
+    /// Publishes a later event than `seq` (if there is one) as a probe: whether the sink accepts
+    /// other events while the one at `seq` keeps failing. Successive probes take successive
+    /// later events (up to [`PROBE_SPAN`] on), so a second poison event right behind the first
+    /// is not taken for an outage. The probe may be published again later in its turn
+    /// (at-least-once).
+    async fn sink_takes_a_later_event(&mut self, seq: u64) -> bool {
+        let span = if self.settings.strict_order { 1 } else { PROBE_SPAN };
+        let Ok((later, _)) = self.spool.next_batch_for(&self.name, seq, span).await else {
             return false;
         };
-        let Some((_, record)) = next.first() else {
+        if later.is_empty() {
             return false;
-        };
+        }
+        let (_, record) = &later[self.probes % later.len()];
+        self.probes += 1;
         publish(&self.sink, &record.event(), self.settings.publish_timeout)
             .await
             .is_ok()

@@ -130,13 +130,18 @@ fn open_whole(path: &std::path::Path) -> io::Result<Open> {
         .append(true)
         .read(true)
         .open(path)?;
-    let len = file.metadata()?.len();
-    let whole = whole_lines_end(&mut file, len)?;
-    if whole < len {
-        file.set_len(whole)?;
-        file.sync_data()?;
-    }
-    Ok(Open { file })
+    file.lock()?;
+    let cut = (|| {
+        let len = file.metadata()?.len();
+        let whole = whole_lines_end(&mut file, len)?;
+        if whole < len {
+            file.set_len(whole)?;
+            file.sync_data()?;
+        }
+        Ok(())
+    })();
+    file.unlock()?;
+    cut.map(|()| Open { file })
 }
 
 /// The length of the file's prefix that ends with a line break (0 if there is none).
@@ -158,7 +163,20 @@ fn whole_lines_end(file: &mut std::fs::File, len: u64) -> io::Result<u64> {
 
 /// Appends `line` and (with `fsync`) syncs it. On any failure the file is cut back to where the
 /// line started, so it holds whole lines only; `Err` carries the write's error.
+///
+/// The file is locked (`flock`) meanwhile: another writer of the same file — a second sink
+/// instance after a reload, another process — never appends between our length and our cut, so
+/// the cut never removes its line.
 fn append_line(open: &mut Open, line: &[u8], fsync: bool) -> io::Result<u64> {
+    open.file.lock()?;
+    let result = append_locked(open, line, fsync);
+    let unlocked = open.file.unlock();
+    let start = result?;
+    unlocked?;
+    Ok(start)
+}
+
+fn append_locked(open: &mut Open, line: &[u8], fsync: bool) -> io::Result<u64> {
     // The file's length now, not a remembered offset: with `O_APPEND` that is where the line
     // lands, even if something else truncated or appended to the file meanwhile, and cutting
     // back to it never extends the file.
@@ -333,6 +351,33 @@ mod tests {
             .await
             .expect("publish");
         assert!(std::fs::read_to_string(&path).expect("read").starts_with('{'));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_sinks_on_one_file_keep_every_line_whole() {
+        // As after a reload: the old and the new sink write the same file for a while.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("events.jsonl");
+        let a = Arc::new(FileSink::new("a", config(path.clone())));
+        let b = Arc::new(FileSink::new("b", config(path.clone())));
+        let mut tasks = Vec::new();
+        for (i, sink) in [a, b].into_iter().enumerate() {
+            tasks.push(tokio::spawn(async move {
+                for n in 0..100 {
+                    let e = Event::new(format!("{i}-{n}"), "urn:x", "t");
+                    sink.publish(&e).await.expect("publish");
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("task");
+        }
+        let text = std::fs::read_to_string(&path).expect("read");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 200);
+        for l in lines {
+            serde_json::from_str::<serde_json::Value>(l).expect("a whole event per line");
+        }
     }
 
     #[tokio::test]

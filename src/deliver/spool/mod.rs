@@ -186,6 +186,8 @@ pub struct Spool {
     /// Woken on every commit of new records.
     pub new_data: Arc<Notify>,
     retention: Mutex<Retention>,
+    /// The sinks configured now.
+    sinks: Arc<Mutex<Vec<String>>>,
 }
 
 impl Drop for Spool {
@@ -348,6 +350,7 @@ impl Spool {
             writer: Mutex::new(Some(handle)),
             new_data,
             retention: Mutex::new(Retention::default()),
+            sinks: Arc::default(),
         }))
     }
 
@@ -429,7 +432,17 @@ impl Spool {
     ) -> Result<T, SpoolError> {
         let store = self.store.clone();
         let counts = self.counts.clone();
-        blocking(move || store.write(|db| f(db, &counts))).await
+        let next_seq = self.next_seq.clone();
+        blocking(move || {
+            let result = store.write(|db| f(db, &counts));
+            if result.is_err() {
+                // A forwarder's failed write starts the recovery too (throttled), so progress is
+                // saved again once space returns even with no new events arriving.
+                recover(&store, &next_seq, &counts);
+            }
+            result
+        })
+        .await
     }
 
     /// Runs `f` with the database on the blocking pool.
@@ -621,30 +634,33 @@ impl Spool {
         .await
     }
 
-    /// Records that `sink` has passed `seq` — `done` of its own records among those it had not
-    /// passed yet (delivered, dead-lettered or parked; the others were meant for other sinks) —
-    /// and deletes (or retains) records every sink in `all_sinks` has passed. A record still
-    /// pending for a sink not in `all_sinks` (removed from the configuration) is parked for it
-    /// first, reason `sink_removed`.
-    pub async fn advance(
-        &self,
-        sink: &str,
-        seq: u64,
-        done: u64,
-        all_sinks: &[String],
-    ) -> Result<(), SpoolError> {
+    /// The sinks configured now: records all of them have passed are deleted (or retained), and
+    /// records still pending for a sink not among them are parked (`sink_removed`). Set before
+    /// the forwarders start; until it is, nothing is deleted.
+    pub fn set_sinks(&self, sinks: Vec<String>) {
+        *self.sinks.lock().unwrap_or_else(PoisonError::into_inner) = sinks;
+    }
+
+    /// Records that `sink` has passed `seq` (its records up to there are delivered, dead-lettered
+    /// or parked), and deletes (or retains) records every configured sink ([`Spool::set_sinks`])
+    /// has passed. A record still pending for a sink no longer configured is parked for it first,
+    /// reason `sink_removed`. The backlog is counted from the records the cursor moves over, in
+    /// the same transaction, so a cursor update lost to a crash or a reopen never skews it.
+    pub async fn advance(&self, sink: &str, seq: u64) -> Result<(), SpoolError> {
         let sink = sink.to_owned();
-        let all: Vec<String> = all_sinks.to_vec();
         let retention = *self.retention.lock().unwrap_or_else(PoisonError::into_inner);
-        let passed = done;
+        let sinks = self.sinks.clone();
         let done = self
             .write(move |db, counts| {
+                // Read under the write lock: a forwarder of an older configuration whose advance
+                // runs late still applies the current list.
+                let all = sinks.lock().unwrap_or_else(PoisonError::into_inner).clone();
                 let retained_now = lock(counts).retained;
                 let done = advance_txn(db, &sink, seq, &all, retention, retained_now)?;
                 let mut counts = lock(counts);
-                if done.moved {
+                if done.passed > 0 {
                     let b = counts.backlog.entry(sink.clone()).or_default();
-                    b.events = b.events.saturating_sub(passed);
+                    b.events = b.events.saturating_sub(done.passed);
                 }
                 counts.retained = done.retained;
                 counts.committed.sub(done.freed.events, done.freed.bytes);
@@ -669,26 +685,28 @@ impl Spool {
     /// Recounts the tables and returns them beside the tracked counts: equal unless a count
     /// drifted. Blocking; for tests and audits.
     pub fn audit(&self) -> Result<(Audit, Audit), SpoolError> {
-        let loaded = self.store.with(|db| load(db, 1))?;
-        let counted = Audit {
-            events: (loaded.committed.events, loaded.committed.bytes),
-            retained: (loaded.retained.events, loaded.retained.bytes),
-            parked: loaded.parked,
-            backlog: loaded.backlog,
-        };
-        let c = lock(&self.counts);
-        let tracked = Audit {
-            events: (c.committed.events, c.committed.bytes),
-            retained: (c.retained.events, c.retained.bytes),
-            parked: c.parked,
-            backlog: c
-                .backlog
-                .iter()
-                .filter(|(_, b)| b.events > 0)
-                .map(|(k, b)| (k.clone(), b.events))
-                .collect(),
-        };
-        Ok((counted, tracked))
+        self.store.paused(|db| {
+            let loaded = load(db, 1)?;
+            let counted = Audit {
+                events: (loaded.committed.events, loaded.committed.bytes),
+                retained: (loaded.retained.events, loaded.retained.bytes),
+                parked: loaded.parked,
+                backlog: loaded.backlog,
+            };
+            let c = lock(&self.counts);
+            let tracked = Audit {
+                events: (c.committed.events, c.committed.bytes),
+                retained: (c.retained.events, c.retained.bytes),
+                parked: c.parked,
+                backlog: c
+                    .backlog
+                    .iter()
+                    .filter(|(_, b)| b.events > 0)
+                    .map(|(k, b)| (k.clone(), b.events))
+                    .collect(),
+            };
+            Ok((counted, tracked))
+        })
     }
 
     /// The sequence number the next append gets.
@@ -711,8 +729,8 @@ fn apply(counts: &mut Counts, loaded: Loaded) {
 }
 
 struct Advanced {
-    /// The cursor moved (it was below `seq`).
-    moved: bool,
+    /// Records of this sink the cursor moved over.
+    passed: u64,
     freed: Usage,
     retained: Usage,
     /// (sequence, sink) parked because the sink is no longer configured.
@@ -731,7 +749,7 @@ fn advance_txn(
     // Durable with the next append's commit; a lagging cursor only means a re-send.
     txn.set_durability(Durability::None).map_err(io)?;
     let mut done = Advanced {
-        moved: false,
+        passed: 0,
         freed: Usage::default(),
         retained: retained_now,
         orphans: Vec::new(),
@@ -741,7 +759,15 @@ fn advance_txn(
         let current = cursors.get(sink).map_err(io)?.map_or(0, |v| v.value());
         if seq > current {
             cursors.insert(sink, seq).map_err(io)?;
-            done.moved = true;
+            let events = txn.open_table(EVENTS).map_err(io)?;
+            for entry in events.range(current + 1..=seq).map_err(io)? {
+                let (_, v) = entry.map_err(io)?;
+                if serde_json::from_slice::<Targets>(v.value())
+                    .is_ok_and(|t| t.targets.iter().any(|t| t == sink))
+                {
+                    done.passed += 1;
+                }
+            }
         }
         let mut min = u64::MAX;
         for s in all {
@@ -809,7 +835,10 @@ fn prune_retained(
     retention: Retention,
     kept: &mut Usage,
 ) -> Result<(), SpoolError> {
-    let cutoff = time::OffsetDateTime::now_utc() - retention.age;
+    // A retention too long to subtract from now (`retain = "100000y"`) keeps everything.
+    let cutoff = time::Duration::try_from(retention.age)
+        .ok()
+        .and_then(|age| time::OffsetDateTime::now_utc().checked_sub(age));
     loop {
         let Some((k, len, old)) = table.first().map_err(io)?.map(|(k, v)| {
             let received = serde_json::from_slice::<Record>(v.value())
@@ -818,7 +847,7 @@ fn prune_retained(
             (
                 k.value(),
                 v.value().len() as u64,
-                received.is_none_or(|r| r < cutoff),
+                received.is_none_or(|r| cutoff.is_some_and(|c| r < c)),
             )
         }) else {
             return Ok(());

@@ -29,7 +29,10 @@ pub struct Record {
 
 impl Record {
     /// A record of `event` for `targets`.
-    pub fn new(event: &Event, targets: Vec<String>) -> Self {
+    pub fn new(event: &Event, mut targets: Vec<String>) -> Self {
+        // Each sink once: the backlog counts a record once per target.
+        let mut seen = std::collections::BTreeSet::new();
+        targets.retain(|t| seen.insert(t.clone()));
         Record {
             targets,
             id: event.id.clone(),

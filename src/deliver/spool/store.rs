@@ -80,6 +80,16 @@ impl Store {
         }
     }
 
+    /// Runs `f` with no write in progress or starting meanwhile (a consistent view of the tables
+    /// and of the counts each write updates).
+    pub(super) fn paused<T>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, SpoolError>,
+    ) -> Result<T, SpoolError> {
+        let _one = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        self.with(f)
+    }
+
     /// Runs a write `f`; a failure marks the file faulty until a write succeeds again (after a
     /// reopen: redb refuses every write on the handle that failed).
     pub(super) fn write<T>(

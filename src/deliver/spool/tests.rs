@@ -25,6 +25,7 @@ async fn append_read_advance_and_reopen() {
     let names = vec!["a".to_owned(), "b".to_owned()];
     {
         let spool = Spool::open(dir.path(), limits()).expect("open");
+        spool.set_sinks(names.clone());
         let s1 = spool.append(&record("1", &["a", "b"])).await.expect("append");
         let s2 = spool.append(&record("2", &["b"])).await.expect("append");
         assert_eq!((s1, s2), (1, 2));
@@ -32,12 +33,12 @@ async fn append_read_advance_and_reopen() {
         let (seq, rec) = found.pop().expect("record for a");
         assert_eq!(seq, 1);
         assert_eq!(rec.event(), record("1", &["a", "b"]).event());
-        spool.advance("a", 1, 1, &names).await.expect("advance");
+        spool.advance("a", 1).await.expect("advance");
         let (found, scanned) = spool.next_batch_for("a", 1, 1).await.expect("next");
         assert!(found.is_empty());
         assert_eq!(scanned, 2);
         assert_eq!(spool.depth().0, 2, "b has not passed anything yet");
-        spool.advance("b", 1, 1, &names).await.expect("advance");
+        spool.advance("b", 1).await.expect("advance");
         assert_eq!(spool.depth().0, 1, "record 1 passed by both");
         // One more append forces the lazily committed cursors to disk.
         spool.append(&record("3", &["a"])).await.expect("append");
@@ -57,6 +58,7 @@ async fn delivered_records_are_retained_bounded_and_replayable() {
     let dir = tempfile::tempdir().expect("dir");
     let names = vec!["a".to_owned()];
     let spool = Spool::open(dir.path(), limits()).expect("open");
+    spool.set_sinks(names.clone());
     let rec = |id: &str, ty: &str| {
         let mut e = Event::new(id, "urn:s", ty);
         e.extensions.insert(
@@ -74,7 +76,7 @@ async fn delivered_records_are_retained_bounded_and_replayable() {
     });
     for (i, ty) in ["t.a", "t.b", "t.a"].iter().enumerate() {
         let seq = spool.append(&rec(&format!("e{i}"), ty)).await.expect("append");
-        spool.advance("a", seq, 1, &names).await.expect("advance");
+        spool.advance("a", seq).await.expect("advance");
     }
     assert_eq!(spool.depth().0, 0);
     assert_eq!(
@@ -101,7 +103,7 @@ async fn delivered_records_are_retained_bounded_and_replayable() {
     let (mut found, _) = spool.next_batch_for("a", 3, 1).await.expect("next");
     let (_, copy) = found.pop().expect("the copy is queued");
     assert!(copy.extensions.contains_key("hbreplay"));
-    spool.advance("a", 4, 1, &names).await.expect("advance");
+    spool.advance("a", 4).await.expect("advance");
     let again = spool.replay(&only_a).await.expect("replay");
     assert_eq!(
         again.len(),
@@ -180,6 +182,7 @@ async fn numbering_never_goes_below_a_cursor_after_a_drained_restart() {
     let names = vec!["a".to_owned()];
     {
         let spool = Spool::open(dir.path(), limits()).expect("open");
+        spool.set_sinks(names.clone());
         for i in 1..=5u64 {
             assert_eq!(
                 spool
@@ -189,7 +192,7 @@ async fn numbering_never_goes_below_a_cursor_after_a_drained_restart() {
                 i
             );
         }
-        spool.advance("a", 5, 5, &names).await.expect("advance");
+        spool.advance("a", 5).await.expect("advance");
         assert_eq!(spool.depth().0, 0);
     }
     let spool = Spool::open(dir.path(), limits()).expect("reopen");
@@ -218,14 +221,10 @@ async fn pending_records_of_a_removed_sink_are_parked_not_deleted() {
             .expect("append");
     }
     // `gone` passed the first record, then was removed from the configuration.
-    spool
-        .advance("gone", 1, 1, &["a".to_owned(), "gone".to_owned()])
-        .await
-        .expect("advance");
-    spool
-        .advance("a", 3, 3, &["a".to_owned()])
-        .await
-        .expect("advance");
+    spool.set_sinks(vec!["a".to_owned(), "gone".to_owned()]);
+    spool.advance("gone", 1).await.expect("advance");
+    spool.set_sinks(vec!["a".to_owned()]);
+    spool.advance("a", 3).await.expect("advance");
     assert_eq!(spool.depth().0, 0, "a passed everything: deleted from the queue");
     let parked = spool.list_parked().await.expect("parked");
     let keys: Vec<(u64, &str, &str)> = parked

@@ -1,0 +1,234 @@
+//! Regression tests from the adversarial review of the spool work (#25): each reproduced a
+//! defect on the first version of the change (backlog drift, a stalled queue, a spool full for
+//! good) and passes on the fixed code.
+mod common;
+#[path = "common/tmpfs.rs"]
+mod tmpfs;
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use common::{start, MemorySink};
+use hookbridge::sink::{SinkError, SinkHandle};
+use serde_json::Value;
+
+async fn post(url: &str, id: &str, ty: &str, pad: usize) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(url)
+        .header("ce-specversion", "1.0")
+        .header("ce-id", id)
+        .header("ce-source", "urn:review")
+        .header("ce-type", ty)
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"pad":"{}"}}"#, "x".repeat(pad)))
+        .send()
+        .await
+        .expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or_default())
+}
+
+/// Spool mode, one sink `out` for every event, fast retries, and `extra` in `[spool]`.
+fn spool_config(dir: &std::path::Path, extra: &str) -> String {
+    format!(
+        "[sources.ce]\npath = \"/events\"\nkind = \"cloudevents\"\ndelivery = \"spool\"\nverify = {{ kind = \"none\" }}\n\
+         [sinks.out]\ntype = \"blackhole\"\n[[routes]]\nsinks = [\"out\"]\n\
+         [spool]\ndir = \"{}\"\nretry_initial = \"10ms\"\nretry_max = \"50ms\"\n{extra}\n",
+        dir.display()
+    )
+}
+
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `[unmatched] sinks = ["out", "out"]` is accepted; each spooled record then names `out`
+/// twice: the backlog counts 2 per event, delivery passes 1.
+#[tokio::test]
+async fn a_sink_named_twice_is_counted_and_published_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cfg = format!(
+        r#"
+[sources.ce]
+path = "/events"
+kind = "cloudevents"
+delivery = "spool"
+verify = {{ kind = "none" }}
+[sinks.out]
+type = "blackhole"
+[[routes]]
+types = ["never.matches"]
+sinks = ["out"]
+[unmatched]
+policy = "route"
+sinks = ["out", "out"]
+[spool]
+dir = "{}"
+retry_initial = "10ms"
+retry_max = "50ms"
+retain = "0s"
+"#,
+        dir.path().display()
+    );
+    let out = MemorySink::new("out");
+    let hb = start(&cfg, vec![("out", out.clone() as SinkHandle)]).await;
+    for i in 0..5 {
+        let (s, b) = post(&hb.url("/events"), &format!("dup-{i}"), "t.x", 1).await;
+        assert_eq!(s, 202, "{b}");
+    }
+    eventually("delivered", || out.ids().len() >= 5).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let spool = hb.app.spool.clone().expect("spool");
+    let (counted, tracked) = spool.audit().expect("audit");
+    let ready: Value = reqwest::get(hb.url("/readyz"))
+        .await
+        .expect("readyz")
+        .json()
+        .await
+        .expect("readyz");
+    eprintln!("readyz backlog: {}", ready["spool"]["backlog"]);
+    assert_eq!(counted, tracked, "backlog drift");
+    let mut got = out.ids();
+    got.sort();
+    assert_eq!(got, ["dup-0", "dup-1", "dup-2", "dup-3", "dup-4"], "each once");
+    hb.stop().await;
+}
+
+/// `retain = "100000y"` ("keep forever") passes validation; the first advance that retains a
+/// record panics in `prune_retained` (`now - age` out of range): nothing is ever freed, and the
+/// spool fills up for good.
+#[tokio::test]
+async fn a_retention_too_long_to_subtract_keeps_everything_and_frees_the_queue() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cfg = spool_config(dir.path(), "retain = \"100000y\"\nmax_events = 5");
+    let out = MemorySink::new("out");
+    let hb = start(&cfg, vec![("out", out.clone() as SinkHandle)]).await;
+    for i in 0..5 {
+        let (s, b) = post(&hb.url("/events"), &format!("ret-{i}"), "t.x", 1).await;
+        assert_eq!(s, 202, "{b}");
+    }
+    eventually("delivered", || out.ids().len() >= 5).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (s, b) = post(&hb.url("/events"), "ret-after", "t.x", 1).await;
+    assert_eq!(s, 202, "every event was delivered, yet the spool refuses: {b}");
+    hb.stop().await;
+}
+
+/// A full disk while a forwarder is delivering: its cursor updates fail (the in-memory cursor
+/// moves on anyway); after the reopen the counts are reloaded from the lagging cursor, and the
+/// forwarder never passes those records again: the backlog stays up for good.
+#[tokio::test]
+async fn a_full_disk_during_delivery_leaves_the_counts_true() {
+    let full = tmpfs::spool_on_a_full_disk("out").await;
+    let (hb, out, mut acked) = (full.hb, full.sink, full.acked);
+    let url = hb.url("/events");
+    let spool = hb.app.spool.clone().expect("spool");
+    // The sink opens while the disk is still full; nobody polls /readyz or posts.
+    out.failures.store(0, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    std::fs::remove_file(&full.reserve).expect("free");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Now one request: everything is delivered and the counts match the tables.
+    let (s, b) = post(&url, "after", "t.x", 10).await;
+    assert_eq!(s, 202, "{b}");
+    acked.push("after".into());
+    eventually("all delivered", || {
+        let got = out.inner.ids();
+        acked.iter().all(|a| got.contains(a))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (counted, tracked) = spool.audit().expect("audit");
+    assert_eq!(counted, tracked, "drift after the full disk");
+    hb.stop().await;
+}
+
+/// Fails retryably for ids starting `poison`, takes the rest.
+struct Poisoned {
+    inner: std::sync::Arc<MemorySink>,
+}
+
+#[async_trait::async_trait]
+impl hookbridge::sink::Sink for Poisoned {
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+    fn kind(&self) -> &'static str {
+        "poisoned"
+    }
+    async fn publish(&self, event: &hookbridge::sink::Event) -> Result<hookbridge::sink::Receipt, SinkError> {
+        if event.id.starts_with("poison") {
+            return Err(SinkError::unavailable("this one never goes through"));
+        }
+        hookbridge::sink::Sink::publish(&*self.inner, event).await
+    }
+    async fn health(&self) -> Result<(), SinkError> {
+        Ok(())
+    }
+    async fn shutdown(&self) {}
+}
+
+/// Two adjacent events that each fail retryably for good: the head uses up max_attempts, the
+/// probe (the next event) fails too, so it is taken for an outage: nothing is ever parked and
+/// every event behind them waits forever.
+#[tokio::test]
+async fn two_adjacent_poison_events_are_both_parked() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cfg = spool_config(dir.path(), "max_attempts = 3");
+    let inner = MemorySink::new("out");
+    let sink = std::sync::Arc::new(Poisoned { inner: inner.clone() });
+    let hb = start(&cfg, vec![("out", sink as SinkHandle)]).await;
+    for id in ["poison-1", "poison-2", "behind-1", "behind-2"] {
+        let (s, b) = post(&hb.url("/events"), id, "t.x", 1).await;
+        assert_eq!(s, 202, "{b}");
+    }
+    let spool = hb.app.spool.clone().expect("spool");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while spool.parked() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("delivered {:?}, parked {}", inner.ids(), spool.parked());
+    assert!(
+        inner.ids().contains(&"behind-1".to_owned()) && inner.ids().contains(&"behind-2".to_owned()),
+        "the queue behind two poison events never moves (100+ attempts at ~50ms)"
+    );
+    let mut parked: Vec<String> = spool
+        .list_parked()
+        .await
+        .expect("parked")
+        .into_iter()
+        .map(|(_, _, p)| format!("{}:{}", p.record.id(), p.reason))
+        .collect();
+    parked.sort();
+    assert_eq!(parked, ["poison-1:exhausted", "poison-2:exhausted"]);
+    hb.stop().await;
+}
+
+/// A reload while the spool is faulty: does each new forwarder start?
+#[tokio::test]
+async fn a_reload_while_the_disk_is_full_runs_one_forwarder() {
+    let full = tmpfs::spool_on_a_full_disk("rl").await;
+    let hb = full.hb;
+    // Fill the last bytes too.
+    let _filler = full.fs.fill();
+    for _ in 0..4 {
+        let r = reqwest::get(hb.url("/readyz")).await.expect("readyz").status();
+        assert_eq!(r.as_u16(), 503);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let live = hookbridge::app::Live::new(hb.app.clone());
+    let config = hookbridge::config::from_toml_str(&full.config, "test.toml").expect("config");
+    live.reload(config).await.expect("reload");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        hookbridge::deliver::forward::running("rl"),
+        1,
+        "one forwarder for rl"
+    );
+    live.get().stop_forwarders().await;
+    hb.stop().await;
+}
