@@ -146,7 +146,10 @@ async fn binary_forwarding_with_headers_auth_and_an_independently_verified_signa
     assert_eq!(h("ce-subject"), Some("company:108061"));
     assert_eq!(h("ce-hbsource"), Some("ce"));
     assert_eq!(h("content-type"), Some("application/json"));
-    assert_eq!(h("idempotency-key"), Some("198:abc"));
+    // The delivery key (source name, CE source, id), not the bare id another producer may reuse.
+    let mut keyed = hookbridge::sink::Event::new("198:abc", "urn:test", "t");
+    keyed.extensions.insert("hbsource".into(), "ce".into());
+    assert_eq!(h("idempotency-key"), Some(keyed.delivery_key().as_str()));
     assert_eq!(h("x-company"), Some("company:108061"));
     assert_eq!(h("x-static"), Some("yes"));
     assert_eq!(h("authorization"), Some("Bearer fwd-token"));

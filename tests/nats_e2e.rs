@@ -117,7 +117,10 @@ async fn jetstream_binary_event_is_stored_with_headers_and_deduplicated_by_id() 
     assert_eq!(h("ce-hbverifier").as_deref(), Some("none"));
     assert!(h("ce-hbreceived").is_some());
     assert_eq!(h("content-type").as_deref(), Some("application/json"));
-    assert_eq!(h("Nats-Msg-Id").as_deref(), Some("198:abc"));
+    // The delivery key (source name, CE source, id), not the bare id.
+    let mut keyed = hookbridge::sink::Event::new("198:abc", "urn:test", "t");
+    keyed.extensions.insert("hbsource".into(), "ce".into());
+    assert_eq!(h("Nats-Msg-Id"), Some(keyed.delivery_key()));
     assert_eq!(h("x-hb-source").as_deref(), Some("ce"));
 
     // hookbridge's own dedup is off here: the re-send reaches JetStream, whose duplicate window
@@ -359,4 +362,77 @@ async fn outage_gives_503_and_recovers_without_restart() {
     let mut stream = jetstream::new(client).get_stream("HBOUT").await.expect("stream");
     assert_eq!(stream.info().await.expect("info").state.messages, 2);
     hb.stop().await;
+}
+
+/// Two sources reusing id `1` on one stream: JetStream keeps all
+/// of them, because `Nats-Msg-Id` is the delivery key, not the bare id (#26).
+#[tokio::test]
+async fn producers_reusing_an_id_are_not_dropped_as_duplicates() {
+    let js = jetstream::new(async_nats::connect(nats_url()).await.expect("connect"));
+    let (name, prefix) = stream(&js).await;
+    let cfg = config(&nats_url(), &format!("{prefix}.{{type}}"), "jetstream = true").replace(
+        "[sinks.nats]",
+        "[sources.other]\npath = \"/other\"\nkind = \"cloudevents\"\nverify = { kind = \"none\" }\n\n[sinks.nats]",
+    );
+    let hb = start(&cfg, vec![]).await;
+    for path in ["/events", "/other"] {
+        let (status, body) = post(&hb.url(path), "1", "t.reuse", &[]).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body["events"][0]["receipts"][0]["duplicate"], false,
+            "{path}: {body}"
+        );
+    }
+    let mut s = js.get_stream(&name).await.expect("stream");
+    assert_eq!(s.info().await.expect("info").state.messages, 2);
+    hb.stop().await;
+    js.delete_stream(&name).await.expect("delete stream");
+}
+
+/// CR/LF in every field that reaches a NATS header, in sync and spool mode: answered, never a
+/// panic, and ordinary events behind it still reach the stream (#26).
+#[tokio::test]
+async fn crlf_in_fields_never_stops_the_sink() {
+    let js = jetstream::new(async_nats::connect(nats_url()).await.expect("connect"));
+    let (name, prefix) = stream(&js).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let cfg = config(&nats_url(), &format!("{prefix}.{{type}}"), "jetstream = true")
+        .replace(
+            "verify = { kind = \"none\" }",
+            "verify = { kind = \"none\" }\nkeep_headers = [\"x-origin\"]",
+        )
+        .replace(
+            "[sinks.nats]",
+            &format!(
+                "[sources.spooled]\npath = \"/spooled\"\nkind = \"cloudevents\"\ndelivery = \"spool\"\nverify = {{ kind = \"none\" }}\n\n[spool]\ndir = \"{}\"\nretry_initial = \"10ms\"\nretry_max = \"50ms\"\n\n[sinks.nats]",
+                dir.path().display()
+            ),
+        );
+    let hb = start(&cfg, vec![]).await;
+    for (path, want) in [("/events", 200), ("/spooled", 202)] {
+        let (status, body) = post(
+            &hb.url(path),
+            "x%0D%0Ainjected: 1",
+            "t.crlf",
+            &[("ce-partitionkey", "a%0Db"), ("ce-dataschema", "urn:x%0A")],
+        )
+        .await;
+        assert_eq!(status, want, "{path}: {body}");
+        for i in 0..3 {
+            let (status, body) = post(&hb.url(path), &format!("ok-{path}-{i}"), "t.ok", &[]).await;
+            assert_eq!(status, want, "{path}: {body}");
+        }
+    }
+    let mut s = js.get_stream(&name).await.expect("stream");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while s.info().await.expect("info").state.messages < 8 {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of 8 stored",
+            s.info().await.expect("info").state.messages
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    hb.stop().await;
+    js.delete_stream(&name).await.expect("delete stream");
 }

@@ -311,3 +311,63 @@ sinks = ["b"]
     assert!(errs.has_key("sources.gh.keep_headers[1]"), "{errs}");
     assert!(!errs.has_key("sources.gh.keep_headers[2]"), "{errs}");
 }
+
+/// Two unauthenticated requests whose signature headers carry thousands of candidates over a
+/// 900 KB body (Standard Webhooks and Stripe): each is answered 401 promptly, and `/healthz`
+/// answers meanwhile. Each candidate used to cost an HMAC over the body on a runtime worker
+/// (#26: 62 s to answer, `/healthz` silent for 10 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_signature_candidates_is_refused_promptly() {
+    set_env();
+    let mem = MemorySink::new("mem");
+    let hb = start(CONFIG, vec![("mem", mem.clone() as SinkHandle)]).await;
+    let client = reqwest::Client::new();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let body = vec![b'x'; 900 * 1024];
+    let sw_flood = "v1,AAAA ".repeat(8_000);
+    let stripe_flood = format!("t={now},{}", "v1=00,".repeat(8_000));
+    let started = std::time::Instant::now();
+    let sw = client
+        .post(hb.url("/sw"))
+        .header("webhook-id", "msg_flood")
+        .header("webhook-timestamp", now.to_string())
+        .header("webhook-signature", sw_flood)
+        .body(body.clone())
+        .send();
+    let stripe = client
+        .post(hb.url("/stripe"))
+        .header("stripe-signature", stripe_flood)
+        .body(body)
+        .send();
+    let health = async {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let t = std::time::Instant::now();
+        let r = reqwest::get(hb.url("/healthz")).await.expect("healthz");
+        (r.status().as_u16(), t.elapsed())
+    };
+    let (sw, stripe, (health_status, health_took)) = tokio::join!(sw, stripe, health);
+    let took = started.elapsed();
+    for r in [sw.expect("sw"), stripe.expect("stripe")] {
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap_or_default();
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (401, &Value::from("bad_signature")),
+            "{body}"
+        );
+    }
+    assert_eq!(health_status, 200);
+    assert!(
+        took < std::time::Duration::from_secs(2),
+        "the floods took {took:?}"
+    );
+    assert!(
+        health_took < std::time::Duration::from_secs(1),
+        "/healthz took {health_took:?}"
+    );
+    assert!(mem.ids().is_empty());
+    hb.stop().await;
+}

@@ -393,3 +393,54 @@ async fn strict_order_survives_an_outage_in_spool_mode() {
     hb.stop().await;
     topo.cleanup().await;
 }
+
+/// Hostile fields (a 300-byte id, a 300-byte content type) are sent, not a panic; kept request
+/// headers and `traceparent` arrive in both modes, as on every broker sink.
+#[tokio::test]
+async fn long_fields_kept_headers_and_traceparent_in_both_modes() {
+    for mode in ["binary", "structured"] {
+        let topo = Topology::new("#").await;
+        let cfg = config(&shared_url(), &topo.exchange, &format!("mode = \"{mode}\"")).replace(
+            "verify = { kind = \"none\" }",
+            "verify = { kind = \"none\" }\nkeep_headers = [\"x-origin\"]",
+        );
+        let hb = start(&cfg, vec![]).await;
+        let long_id = "i".repeat(300);
+        let resp = reqwest::Client::new()
+            .post(hb.url("/events"))
+            .header("ce-specversion", "1.0")
+            .header("ce-id", &long_id)
+            .header("ce-source", "urn:test")
+            .header("ce-type", "t.long")
+            .header("content-type", format!("application/{}", "x".repeat(300)))
+            .header(
+                "traceparent",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            )
+            .header("x-origin", "edge-1")
+            .body("{}")
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status().as_u16();
+        let body: Value = resp.json().await.expect("json");
+        assert_eq!(status, 200, "{mode}: {body}");
+        let msg = topo.get().await.expect("a message in the queue");
+        assert_eq!(header(&msg, "x-origin").as_deref(), Some("edge-1"), "{mode}");
+        // The sender's trace, continued by hookbridge's own span.
+        assert!(
+            header(&msg, "traceparent")
+                .is_some_and(|t| t.starts_with("00-0af7651916cd43dd8448eb211c80319c-")),
+            "{mode}: {:?}",
+            header(&msg, "traceparent")
+        );
+        if mode == "binary" {
+            assert_eq!(header(&msg, "cloudEvents_id").as_deref(), Some(long_id.as_str()));
+        }
+        // An ordinary event still goes through on the same sink.
+        let (status, body) = post(&hb.url("/events"), "after", "t").await;
+        assert_eq!(status, 200, "{body}");
+        hb.stop().await;
+        topo.cleanup().await;
+    }
+}

@@ -1,5 +1,5 @@
-//! Regression tests from the adversarial review of the spool work (#25): each reproduced a
-//! defect on the first version of the change (backlog drift, a stalled queue, a spool full for
+//! Regression tests from the two adversarial reviews of the spool work (#25): each reproduced a
+//! defect on a version of the change (backlog drift, a stalled queue, a spool full for
 //! good) and passes on the fixed code.
 mod common;
 #[path = "common/tmpfs.rs"]
@@ -8,7 +8,7 @@ mod tmpfs;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{start, MemorySink};
+use common::{start, FailingSink, MemorySink};
 use hookbridge::sink::{SinkError, SinkHandle};
 use serde_json::Value;
 
@@ -230,5 +230,293 @@ async fn a_reload_while_the_disk_is_full_runs_one_forwarder() {
         "one forwarder for rl"
     );
     live.get().stop_forwarders().await;
+    hb.stop().await;
+}
+
+/// The probe looks only at the next 1,024 *records* (any sink's): a poison event for `a`
+/// followed by 1,100 events routed only to `b` is taken for an outage of `a` for good. `a`
+/// never parks it, never delivers anything after it, and (its cursor holding every record)
+/// the spool keeps all of `b`'s delivered records too, until it is full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_probe_looks_past_a_thousand_records_of_other_sinks() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cfg = format!(
+        r#"
+[sources.ce]
+path = "/events"
+kind = "cloudevents"
+delivery = "spool"
+verify = {{ kind = "none" }}
+[sinks.a]
+type = "blackhole"
+[sinks.b]
+type = "blackhole"
+[[routes]]
+types = ["to.a"]
+sinks = ["a"]
+[[routes]]
+types = ["to.b"]
+sinks = ["b"]
+[spool]
+dir = "{}"
+retry_initial = "10ms"
+retry_max = "50ms"
+max_attempts = 3
+"#,
+        dir.path().display()
+    );
+    let a = MemorySink::new("a");
+    let pa = std::sync::Arc::new(Poisoned { inner: a.clone() });
+    let b = MemorySink::new("b");
+    let hb = start(
+        &cfg,
+        vec![("a", pa as SinkHandle), ("b", b.clone() as SinkHandle)],
+    )
+    .await;
+    let url = hb.url("/events");
+    let (s, body) = post(&url, "poison-1", "to.a", 1).await;
+    assert_eq!(s, 202, "{body}");
+    for chunk in 0..22 {
+        let futs = (0..50).map(|i| {
+            let url = url.clone();
+            async move { post(&url, &format!("b-{chunk}-{i}"), "to.b", 1).await }
+        });
+        for (s, body) in futures_util::future::join_all(futs).await {
+            assert_eq!(s, 202, "{body}");
+        }
+    }
+    let (s, body) = post(&url, "after", "to.a", 1).await;
+    assert_eq!(s, 202, "{body}");
+    eventually("b delivered", || b.ids().len() >= 1100).await;
+    let spool = hb.app.spool.clone().expect("spool");
+    let deadline = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < deadline && !a.ids().contains(&"after".to_owned()) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "a got {:?}; parked {}; depth {:?}",
+        a.ids(),
+        spool.parked(),
+        spool.depth()
+    );
+    assert!(
+        a.ids().contains(&"after".to_owned()),
+        "a's poison event is never parked (its probe sees no later event of a in the next 1024 records): a stalls for good"
+    );
+    hb.stop().await;
+}
+
+/// Retryable until `reject` is set, then refuses permanently (so the forwarder parks).
+struct Toggle {
+    inner: std::sync::Arc<MemorySink>,
+    reject: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl hookbridge::sink::Sink for Toggle {
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+    fn kind(&self) -> &'static str {
+        "toggle"
+    }
+    async fn publish(
+        &self,
+        _event: &hookbridge::sink::Event,
+    ) -> Result<hookbridge::sink::Receipt, SinkError> {
+        if self.reject.load(Ordering::SeqCst) {
+            return Err(SinkError::rejected("never"));
+        }
+        Err(SinkError::unavailable("not yet"))
+    }
+    async fn health(&self) -> Result<(), SinkError> {
+        Ok(())
+    }
+    async fn shutdown(&self) {}
+}
+
+/// A full disk poisons the store (a park fails); `out` then delivers everything but its cursor
+/// updates fail and are never written again. Space returns, the spool recovers and reloads its
+/// counts from the stale cursor: at `max_events` every append is refused `full`, nothing ever
+/// wakes `out`'s forwarder again, and the spool is full for good with everything delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failed_cursor_update_is_retried_and_the_spool_frees_up() {
+    let fs = tmpfs::Tmpfs::mount(8 << 20);
+    let dir = fs.path().join("spool");
+    let cfg = format!(
+        r#"
+[sources.ce]
+path = "/events"
+kind = "cloudevents"
+delivery = "spool"
+verify = {{ kind = "none" }}
+[sinks.out]
+type = "blackhole"
+[sinks.rej]
+type = "blackhole"
+[[routes]]
+types = ["to.out"]
+sinks = ["out"]
+[[routes]]
+types = ["to.rej"]
+sinks = ["rej"]
+[spool]
+dir = "{}"
+retry_initial = "20ms"
+retry_max = "100ms"
+retain = "0s"
+max_events = 200
+"#,
+        dir.display()
+    );
+    let out = FailingSink::new("out", usize::MAX, || SinkError::unavailable("closed"));
+    let rej = std::sync::Arc::new(Toggle {
+        inner: MemorySink::new("rej"),
+        reject: false.into(),
+    });
+    let hb = start(
+        &cfg,
+        vec![
+            ("out", out.clone() as SinkHandle),
+            ("rej", rej.clone() as SinkHandle),
+        ],
+    )
+    .await;
+    let url = hb.url("/events");
+    let mut acked = Vec::new();
+    for i in 0..199 {
+        let id = format!("s-{i}");
+        let (status, body) = post(&url, &id, "to.out", 2_000).await;
+        assert_eq!(status, 202, "{body}");
+        acked.push(id);
+    }
+    let (s, b) = post(&url, "rej-1", "to.rej", 300_000).await;
+    assert_eq!(s, 202, "{b}");
+    let (s, _) = post(&url, "one-too-many", "to.out", 10).await;
+    assert_eq!(s, 503);
+    let spool = hb.app.spool.clone().expect("spool");
+    let filler = fs.fill();
+    rej.reject.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    eprintln!(
+        "after the failed park: fault {:?} parked {}",
+        spool.fault(),
+        spool.parked()
+    );
+    out.failures.store(0, Ordering::SeqCst);
+    eventually("all delivered", || {
+        let got = out.inner.ids();
+        acked.iter().all(|a| got.contains(a))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    eprintln!("delivered all while full; fault {:?}", spool.fault());
+    std::fs::remove_file(&filler).expect("free");
+    for _ in 0..5 {
+        let r = reqwest::get(hb.url("/readyz")).await.expect("readyz").status();
+        eprintln!(
+            "readyz {r} fault {:?} depth {:?} parked {}",
+            spool.fault(),
+            spool.depth(),
+            spool.parked()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let mut last = (0, Value::Null);
+    for i in 0..20 {
+        last = post(&url, &format!("later-{i}"), "to.out", 10).await;
+        if last.0 == 202 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    eprintln!(
+        "cursor {:?} depth {:?} backlog {:?}",
+        spool.cursor("out").await,
+        spool.depth(),
+        spool.audit()
+    );
+    assert_eq!(
+        last.0, 202,
+        "every event was delivered or parked and space is back, yet: {}",
+        last.1
+    );
+    hb.stop().await;
+}
+
+/// A reload (or a supervised restart) while the spool file cannot even be opened: each new
+/// forwarder failed its cursor read and returned; the supervisor took a return for "told to
+/// stop" and never restarted it. Once the file was back, the spool answered 202, but nothing
+/// ever delivered to the sink again. Now the cursor read is retried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_reload_while_the_spool_cannot_be_opened_still_delivers_after() {
+    let fs = tmpfs::Tmpfs::mount(4 << 20);
+    let dir = fs.path().join("spool");
+    let cfg = format!(
+        r#"
+[sources.ce]
+path = "/events"
+kind = "cloudevents"
+delivery = "spool"
+verify = {{ kind = "none" }}
+[sinks.rl2]
+type = "blackhole"
+[[routes]]
+sinks = ["rl2"]
+[spool]
+dir = "{}"
+retry_initial = "20ms"
+retry_max = "100ms"
+retain = "0s"
+"#,
+        dir.display()
+    );
+    let out = FailingSink::new("rl2", usize::MAX, || SinkError::unavailable("closed"));
+    let hb = start(&cfg, vec![("rl2", out.clone() as SinkHandle)]).await;
+    let url = hb.url("/events");
+    let (s, _) = post(&url, "before", "t.x", 10).await;
+    assert_eq!(s, 202);
+    let filler = fs.fill();
+    let mut got503 = false;
+    for i in 0..50 {
+        let (s, _) = post(&url, &format!("f-{i}"), "t.x", 20_000).await;
+        if s == 503 {
+            got503 = true;
+            break;
+        }
+    }
+    assert!(got503);
+    let spool = hb.app.spool.clone().expect("spool");
+    assert!(spool.fault().is_some());
+    let away = fs.path().join("away");
+    std::fs::rename(&dir, &away).expect("move away");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = reqwest::get(hb.url("/readyz")).await.expect("readyz");
+    eprintln!("cursor while unopenable: {:?}", spool.cursor("rl2").await);
+    let live = hookbridge::app::Live::new(hb.app.clone());
+    let config = hookbridge::config::from_toml_str(&cfg, "test.toml").expect("config");
+    live.reload(config).await.expect("reload");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::fs::rename(&away, &dir).expect("move back");
+    std::fs::remove_file(&filler).expect("free");
+    out.failures.store(0, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..3 {
+        let _ = reqwest::get(hb.url("/readyz")).await.expect("readyz");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let (s, b) = post(&hb.url("/events"), "after", "t.x", 10).await;
+    assert_eq!(s, 202, "{b}");
+    // After the reload the sink is the configuration's own (a blackhole), not the test's: the
+    // spool draining (retain = "0s") is what shows the new forwarder delivers.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && spool.depth().0 > 0 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let running = hookbridge::deliver::forward::running("rl2");
+    let depth = spool.depth();
+    live.get().stop_forwarders().await;
+    assert_eq!(running, 1, "one forwarder for rl2");
+    assert_eq!(depth.0, 0, "202 but never delivered: {depth:?} left in the spool");
     hb.stop().await;
 }

@@ -131,6 +131,11 @@ struct Forwarder {
     crashes: u32,
     /// Probes made for the head event (each takes the next later event in turn).
     probes: usize,
+    /// `cursor` is ahead of the stored one (an advance failed): retried on a timer, since an
+    /// idle forwarder otherwise waits for an append that a full spool never commits.
+    unsaved: bool,
+    /// [`Spool::reopens`] when the cursor was last stored: a reopen since may have dropped it.
+    reopens: u64,
 }
 
 /// How far behind a stuck event the probes look (one per attempt, in turn): two or more poison
@@ -142,11 +147,19 @@ const PROBE_SPAN: usize = 16;
 pub async fn run(spool: Arc<Spool>, sink: SinkHandle, settings: Settings, mut stop: watch::Receiver<bool>) {
     let name = sink.name().to_owned();
     let _running = Running::new(&name);
-    let cursor = match spool.cursor(&name).await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(sink = %name, error = %e, "cannot read the spool cursor; forwarder not started");
-            return;
+    // Retried until it works or we are told to stop: returning here would leave the sink with
+    // no forwarder (the supervisor restarts only after a panic).
+    let mut tries = 0;
+    let cursor = loop {
+        match spool.cursor(&name).await {
+            Ok(c) => break c,
+            Err(e) => {
+                tries += 1;
+                tracing::error!(sink = %name, error = %e, "cannot read the spool cursor; retrying");
+                if sleep_or_stop(&mut stop, settings.backoff.delay(tries, None)).await {
+                    return;
+                }
+            }
         }
     };
     if cursor > 0 {
@@ -158,6 +171,8 @@ pub async fn run(spool: Arc<Spool>, sink: SinkHandle, settings: Settings, mut st
         }
     }
     let mut f = Forwarder {
+        unsaved: false,
+        reopens: spool.reopens(),
         spool,
         sink,
         name,
@@ -182,6 +197,9 @@ impl Forwarder {
     async fn step(&mut self, stop: &mut watch::Receiver<bool>) -> Option<()> {
         let (spool, name) = (self.spool.clone(), self.name.clone());
         let backoff = self.settings.backoff;
+        if self.unsaved || spool.reopens() != self.reopens {
+            self.save().await;
+        }
         // Register interest before looking, so an append between the look and the wait is not
         // missed.
         let notified = spool.new_data.notified();
@@ -206,11 +224,19 @@ impl Forwarder {
             if scanned > self.cursor {
                 // Skip records meant for other sinks.
                 self.cursor = scanned;
-                let _ = spool.advance(&name, self.cursor).await;
+                self.save().await;
                 return Some(());
             }
+            let retry_save = async {
+                if self.unsaved {
+                    tokio::time::sleep(backoff.max.min(Duration::from_secs(1))).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
             tokio::select! {
                 () = &mut notified => {}
+                () = retry_save => {}
                 _ = stop.changed() => {}
             }
             return Some(());
@@ -256,13 +282,29 @@ impl Forwarder {
         }
         if let Some(seq) = passed {
             self.cursor = seq;
-            if let Err(e) = spool.advance(&name, seq).await {
-                tracing::error!(sink = %name, error = %e, "cannot record spool progress");
-            }
+            self.save().await;
         }
         match retry {
             Some(delay) if sleep_or_stop(stop, delay).await => None,
             _ => Some(()),
+        }
+    }
+
+    /// Stores the cursor (and deletes what every sink has passed); on failure, remembers to try
+    /// again.
+    async fn save(&mut self) {
+        let reopens = self.spool.reopens();
+        match self.spool.advance(&self.name, self.cursor).await {
+            Ok(()) => {
+                self.unsaved = false;
+                self.reopens = reopens;
+            }
+            Err(e) => {
+                if !self.unsaved {
+                    tracing::error!(sink = %self.name, error = %e, "cannot record spool progress; retrying");
+                }
+                self.unsaved = true;
+            }
         }
     }
 
@@ -307,8 +349,17 @@ impl Forwarder {
     /// (at-least-once).
     async fn sink_takes_a_later_event(&mut self, seq: u64) -> bool {
         let span = if self.settings.strict_order { 1 } else { PROBE_SPAN };
-        let Ok((later, _)) = self.spool.next_batch_for(&self.name, seq, span).await else {
-            return false;
+        // One scan reads at most 1,024 records of any sink: go on until this sink's next ones,
+        // or the end.
+        let mut after = seq;
+        let later = loop {
+            let Ok((found, scanned)) = self.spool.next_batch_for(&self.name, after, span).await else {
+                return false;
+            };
+            if !found.is_empty() || scanned == after {
+                break found;
+            }
+            after = scanned;
         };
         if later.is_empty() {
             return false;

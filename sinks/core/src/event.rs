@@ -108,6 +108,38 @@ impl Event {
         }
     }
 
+    /// The key brokers and receivers deduplicate this event on (JetStream's `Nats-Msg-Id`, the
+    /// HTTP sink's `Idempotency-Key` and `webhook-id`): 32 hex digits of SHA-256 over the
+    /// length-prefixed hookbridge source (`hbsource`), CloudEvents `source` and `id` — the key
+    /// hookbridge's own dedup uses — and, for a copy made by `replay`, its `hbreplay` time, so
+    /// a replay is not dropped as a duplicate of the original. Two producers reusing an id get
+    /// different keys; no attacker-chosen text reaches the header.
+    pub fn delivery_key(&self) -> String {
+        use sha2::Digest as _;
+        let text = |name: &str| match self.extensions.get(name) {
+            Some(ExtensionValue::String(s)) => Cow::Borrowed(s.as_str()),
+            Some(other) => Cow::Owned(other.to_text()),
+            None => Cow::Borrowed(""),
+        };
+        let mut h = sha2::Sha256::new();
+        for part in [
+            text("hbsource").as_ref(),
+            self.source.as_str(),
+            self.id.as_str(),
+            text("hbreplay").as_ref(),
+        ] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+        let digest = h.finalize();
+        let mut out = String::with_capacity(32);
+        for b in &digest[..16] {
+            out.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
+            out.push(char::from_digit(u32::from(b & 0xf), 16).unwrap_or('0'));
+        }
+        out
+    }
+
     /// The value of any context attribute or extension by its CloudEvents name, as text.
     pub fn attribute(&self, name: &str) -> Option<String> {
         match name {
@@ -346,6 +378,46 @@ pub fn header_value_text(value: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod header_tests {
     use super::encode_header_value;
+
+    #[test]
+    fn delivery_keys_differ_across_producers_and_replays() {
+        use super::{Event, ExtensionValue};
+        let mut a = Event::new("1", "urn:x", "t");
+        a.extensions
+            .insert("hbsource".into(), ExtensionValue::String("github".into()));
+        let mut b = a.clone();
+        b.extensions
+            .insert("hbsource".into(), ExtensionValue::String("stripe".into()));
+        let mut c = a.clone();
+        c.source = "urn:y".into();
+        let mut replay = a.clone();
+        replay.extensions.insert(
+            "hbreplay".into(),
+            ExtensionValue::String("2026-11-30T00:00:00Z".into()),
+        );
+        let keys = [
+            a.delivery_key(),
+            b.delivery_key(),
+            c.delivery_key(),
+            replay.delivery_key(),
+        ];
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(k.len(), 32);
+            assert!(k.bytes().all(|b| b.is_ascii_hexdigit()), "{k}");
+            for other in &keys[i + 1..] {
+                assert_ne!(k, other);
+            }
+        }
+        assert_eq!(a.delivery_key(), a.clone().delivery_key(), "stable");
+        // Length prefixes: moving a byte between parts changes the key.
+        let mut d = Event::new("b", "urn:xa", "t");
+        d.extensions
+            .insert("hbsource".into(), ExtensionValue::String("github".into()));
+        let mut e = Event::new("ab", "urn:x", "t");
+        e.extensions
+            .insert("hbsource".into(), ExtensionValue::String("github".into()));
+        assert_ne!(d.delivery_key(), e.delivery_key());
+    }
 
     #[test]
     fn encodes_like_the_http_binding() {

@@ -38,23 +38,42 @@ pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
     format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(tag))
 }
 
-/// Whether any `v1` entry of a space-separated `webhook-signature` value matches any key, in
-/// constant time per comparison.
+/// Most signatures one header may carry (senders list one per active secret, during a rotation
+/// two or three). A header with more is refused before any HMAC is computed: each candidate
+/// would otherwise cost an HMAC over the whole body (tens of thousands of `v1,` entries held a
+/// core for a minute).
+pub const MAX_SIGNATURES: usize = 10;
+
+/// Whether any `v1` entry of a space-separated `webhook-signature` value matches any key. Each
+/// key's MAC is computed once and compared, in constant time, with the candidates of the right
+/// length; a header with more than [`MAX_SIGNATURES`] entries is refused.
 pub fn verify(keys: &[Vec<u8>], id: &str, timestamp: i64, body: &[u8], header: &str) -> bool {
-    let candidates: Vec<Vec<u8>> = header
-        .split(' ')
+    let entries = header.split(' ').filter(|e| !e.is_empty());
+    if entries.clone().count() > MAX_SIGNATURES {
+        return false;
+    }
+    let candidates: Vec<Vec<u8>> = entries
         .filter_map(|entry| entry.split_once(','))
         .filter(|(version, _)| *version == "v1")
         .filter_map(|(_, sig)| base64::engine::general_purpose::STANDARD.decode(sig).ok())
+        .filter(|sig| sig.len() == 32)
         .collect();
+    if candidates.is_empty() {
+        return false;
+    }
     let mut ok = false;
     for key in keys {
+        let tag = mac(key, id, timestamp, body).finalize().into_bytes();
         for candidate in &candidates {
-            // verify_slice compares in constant time.
-            ok |= mac(key, id, timestamp, body).verify_slice(candidate).is_ok();
+            ok |= constant_time_eq(&tag, candidate);
         }
     }
     ok
+}
+
+/// Compares two equal-length byte strings without an early exit.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
@@ -67,6 +86,29 @@ mod tests {
     const TS: i64 = 1649367553;
     const BODY: &[u8] = br#"{"email":"test@example.com","username":"test_user"}"#;
     const SIG: &str = "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=";
+
+    #[test]
+    fn a_flood_of_candidates_is_refused_without_computing_them() {
+        let key = parse_secret(SECRET).expect("secret");
+        let mut header = "v1,AAAA ".repeat(MAX_SIGNATURES);
+        header.push_str(SIG);
+        assert!(
+            !verify(std::slice::from_ref(&key), ID, TS, BODY, &header),
+            "too many entries"
+        );
+        let few = format!("v1,AAAA v1, v2,xyz {SIG}");
+        assert!(verify(std::slice::from_ref(&key), ID, TS, BODY, &few));
+        // 60,000 entries over a 900 KB body: answered at once (one HMAC would take ~1 ms).
+        let flood = "v1, ".repeat(60_000);
+        let body = vec![b'x'; 900_000];
+        let started = std::time::Instant::now();
+        assert!(!verify(&[key.clone(), key], ID, TS, &body, &flood));
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(500),
+            "{:?}",
+            started.elapsed()
+        );
+    }
 
     #[test]
     fn test_vector() {

@@ -20,6 +20,9 @@ pub enum TemplateError {
     /// At render time, the event has no such attribute.
     #[error("the event has no attribute {0:?}")]
     Missing(String),
+    /// At render time, a URL path segment would be `.` or `..`.
+    #[error("the value of {0:?} would be a dot segment of the URL path")]
+    DotSegment(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,6 +126,51 @@ impl Template {
     }
 }
 
+impl Template {
+    /// Renders a URL template: each field value is percent-encoded (every byte but RFC 3986's
+    /// unreserved characters), so a value can never add a path segment, a query parameter or a
+    /// fragment of its own. A value that is a whole path segment of dots (`.`, `..`), which URL
+    /// parsers resolve as a step up even when encoded, is refused.
+    pub fn render_url(&self, event: &Event) -> Result<String, TemplateError> {
+        let mut out = String::new();
+        let mut in_path = true;
+        for (i, part) in self.parts.iter().enumerate() {
+            match part {
+                Part::Literal(l) => {
+                    in_path &= !l.contains(['?', '#']);
+                    out.push_str(l);
+                }
+                Part::Field(f) => {
+                    let value = event
+                        .attribute(f)
+                        .ok_or_else(|| TemplateError::Missing(f.clone()))?;
+                    let whole_segment = out.ends_with('/')
+                        && self.parts.get(i + 1).is_none_or(|next| match next {
+                            Part::Literal(l) => l.starts_with(['/', '?', '#']),
+                            Part::Field(_) => false,
+                        });
+                    if in_path && whole_segment && !value.is_empty() && value.bytes().all(|b| b == b'.') {
+                        return Err(TemplateError::DotSegment(f.clone()));
+                    }
+                    percent_encode_into(&value, &mut out);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Appends `value` with every byte but `A-Z a-z 0-9 - . _ ~` as `%XX`.
+fn percent_encode_into(value: &str, out: &mut String) {
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+}
+
 impl fmt::Display for Template {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.source)
@@ -176,6 +224,32 @@ mod tests {
         assert_eq!(
             t.render(&event()),
             Err(TemplateError::Missing("partitionkey".into()))
+        );
+    }
+
+    #[test]
+    fn url_values_cannot_steer_the_url() {
+        let t = Template::compile("http://h/hooks/{subject}?c={id}").expect("compile");
+        let mut e = event();
+        e.subject = Some("../../admin?x=".into());
+        e.id = "1&token=2#f".into();
+        assert_eq!(
+            t.render_url(&e).expect("render"),
+            "http://h/hooks/..%2F..%2Fadmin%3Fx%3D?c=1%26token%3D2%23f"
+        );
+        e.subject = Some("..".into());
+        assert_eq!(t.render_url(&e), Err(TemplateError::DotSegment("subject".into())));
+        e.subject = Some("a b/ü".into());
+        assert_eq!(
+            t.render_url(&e).expect("render"),
+            "http://h/hooks/a%20b%2F%C3%BC?c=1%26token%3D2%23f"
+        );
+        // Dots inside a segment are plain text; in the query they are harmless.
+        let t = Template::compile("http://h/{type}.json?v={subject}").expect("compile");
+        e.subject = Some("..".into());
+        assert_eq!(
+            t.render_url(&e).expect("render"),
+            "http://h/it.fic.clients.create.json?v=.."
         );
     }
 

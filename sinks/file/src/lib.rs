@@ -130,7 +130,7 @@ fn open_whole(path: &std::path::Path) -> io::Result<Open> {
         .append(true)
         .read(true)
         .open(path)?;
-    file.lock()?;
+    lock_bounded(&file)?;
     let cut = (|| {
         let len = file.metadata()?.len();
         let whole = whole_lines_end(&mut file, len)?;
@@ -143,6 +143,33 @@ fn open_whole(path: &std::path::Path) -> io::Result<Open> {
     file.unlock()?;
     cut.map(|()| Open { file })
 }
+
+/// Takes the file's lock, waiting at most [`LOCK_WAIT`]: a lock another process holds for good
+/// must not pin a blocking thread per publish (they would fill tokio's blocking pool, which the
+/// spool needs too). Held too long, the write fails (retryable).
+fn lock_bounded(file: &std::fs::File) -> io::Result<()> {
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(1);
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(50));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    "the file is locked by another writer",
+                ))
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+    }
+}
+
+/// Longest wait for the file's lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The length of the file's prefix that ends with a line break (0 if there is none).
 fn whole_lines_end(file: &mut std::fs::File, len: u64) -> io::Result<u64> {
@@ -168,7 +195,7 @@ fn whole_lines_end(file: &mut std::fs::File, len: u64) -> io::Result<u64> {
 /// instance after a reload, another process — never appends between our length and our cut, so
 /// the cut never removes its line.
 fn append_line(open: &mut Open, line: &[u8], fsync: bool) -> io::Result<u64> {
-    open.file.lock()?;
+    lock_bounded(&open.file)?;
     let result = append_locked(open, line, fsync);
     let unlocked = open.file.unlock();
     let start = result?;

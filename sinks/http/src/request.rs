@@ -30,7 +30,12 @@ impl Layout {
             t.render(event)
                 .map_err(|e| SinkError::rejected(format!("{what} template {:?}: {e}", t.as_str())))
         };
-        let url = render("url", &self.url)?;
+        // Values are percent-encoded: an event field cannot steer the target (hookbridge's
+        // bearer token and signature go wherever the URL points).
+        let url = self
+            .url
+            .render_url(event)
+            .map_err(|e| SinkError::rejected(format!("url template {:?}: {e}", self.url.as_str())))?;
         let mut headers = Vec::new();
         let body = match self.mode {
             Mode::Binary => {
@@ -52,7 +57,8 @@ impl Layout {
                 Bytes::from(event.to_structured_json())
             }
         };
-        headers.push(("idempotency-key".to_owned(), encode_header_value(&event.id)));
+        let delivery_key = event.delivery_key();
+        headers.push(("idempotency-key".to_owned(), delivery_key.clone()));
         for (name, value) in &event.headers {
             headers.push((name.clone(), encode_header_value(value)));
         }
@@ -63,9 +69,9 @@ impl Layout {
             headers.push((name.clone(), encode_header_value(&render("header", template)?)));
         }
         if let Some(key) = &self.signing_key {
-            // The webhook id must be a header-safe token; the event id (encoded) is, and it is
-            // stable across re-sends so receivers can deduplicate on it.
-            let id = encode_header_value(&event.id);
+            // The webhook id: the delivery key, header-safe and stable across re-sends (not
+            // across replays), so receivers can deduplicate on it.
+            let id = delivery_key;
             headers.push(("webhook-id".to_owned(), id.clone()));
             headers.push(("webhook-timestamp".to_owned(), now.to_string()));
             headers.push((
@@ -142,13 +148,14 @@ mod tests {
         assert_eq!(out.url, "http://x/t.x");
         let h = |k: &str| out.headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         assert_eq!(h("ce-subject"), Some("caf%C3%A9"));
-        assert_eq!(h("idempotency-key"), Some("198:abc"));
-        assert_eq!(h("webhook-id"), Some("198:abc"));
+        let key = e.delivery_key();
+        assert_eq!(h("idempotency-key"), Some(key.as_str()));
+        assert_eq!(h("webhook-id"), Some(key.as_str()));
         assert_eq!(h("webhook-timestamp"), Some("1700000000"));
         let sig = h("webhook-signature").expect("sig");
         assert!(standard_webhooks::verify(
             &[vec![1, 2, 3]],
-            "198:abc",
+            &key,
             1_700_000_000,
             b"{}",
             sig

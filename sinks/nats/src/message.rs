@@ -53,12 +53,24 @@ fn ce_header_name(attribute: &str) -> Option<HeaderName> {
     }))
 }
 
-/// A header value, percent-encoded as the binding asks, with a single allocation.
+/// A header value, percent-encoded as the binding asks, with a single allocation. The encoding
+/// leaves only printable ASCII, so async-nats (which panics on CR or LF) always takes it.
 fn header_value(text: &str) -> HeaderValue {
     match header_value_text(text) {
         Cow::Borrowed(s) => HeaderValue::from(s),
         Cow::Owned(s) => HeaderValue::from(s),
     }
+}
+
+/// A header name from outside (a kept request header, an extension, a configured header):
+/// refused, naming it, if NATS cannot carry it — never a panic.
+fn header_name(name: &str) -> Result<HeaderName, SinkError> {
+    name.parse::<HeaderName>().map_err(|_| {
+        SinkError::rejected(format!(
+            "header name {:?} cannot be sent over NATS",
+            name.escape_debug()
+        ))
+    })
 }
 
 impl Layout {
@@ -83,11 +95,11 @@ impl Layout {
                     let value = header_value(&value);
                     match ce_header_name(name) {
                         Some(header) => headers.insert(header, value),
-                        None => headers.insert(format!("ce-{name}"), value),
+                        None => headers.insert(header_name(&format!("ce-{name}"))?, value),
                     }
                 }
                 if let Some(ct) = &event.datacontenttype {
-                    headers.insert(HeaderName::from_static("content-type"), ct.as_str());
+                    headers.insert(HeaderName::from_static("content-type"), header_value(ct));
                 }
                 event.data.clone().unwrap_or_default()
             }
@@ -97,20 +109,22 @@ impl Layout {
             }
         };
         if self.jetstream {
-            // JetStream drops a re-sent id within the stream's duplicate window.
-            headers.insert(HeaderName::from_static("Nats-Msg-Id"), event.id.as_str());
+            // JetStream drops a re-sent id within the stream's duplicate window: the delivery
+            // key (source name, CE source, id; a replay's own), so another producer's event with
+            // the same id is not dropped, and no event text reaches the header.
+            headers.insert(HeaderName::from_static("Nats-Msg-Id"), event.delivery_key());
         }
         for (name, value) in &event.headers {
-            headers.append(name.as_str(), header_value(value));
+            headers.append(header_name(name)?, header_value(value));
         }
         if let Some(tp) = event.attribute("traceparent") {
-            headers.insert(HeaderName::from_static("traceparent"), tp);
+            headers.insert(HeaderName::from_static("traceparent"), header_value(&tp));
         }
         for (name, template) in &self.headers {
             let value = template
                 .render(event)
                 .map_err(|e| SinkError::rejected(format!("header {name}: {e}")))?;
-            headers.insert(name.as_str(), header_value(&value));
+            headers.insert(header_name(name)?, header_value(&value));
         }
         Ok(Message {
             subject,
@@ -156,9 +170,38 @@ mod tests {
         assert_eq!(h("ce-id").as_deref(), Some("198:abc"));
         assert_eq!(h("ce-subject").as_deref(), Some("company:1%20x"));
         assert_eq!(h("content-type").as_deref(), Some("application/json"));
-        assert_eq!(h("Nats-Msg-Id").as_deref(), Some("198:abc"));
+        assert_eq!(h("Nats-Msg-Id"), Some(event().delivery_key()));
         assert_eq!(h("x-src").as_deref(), Some("https://api-v2.fattureincloud.it"));
         assert_eq!(h("ce-datacontenttype"), None);
+    }
+
+    #[test]
+    fn hostile_fields_never_panic_and_never_reach_a_header_raw() {
+        // async-nats panics on CR or LF in a header: every field from outside is encoded.
+        let mut e = event();
+        e.id = "x\r\ninjected: 1".into();
+        e.datacontenttype = Some("application/json\r\nPUB evil 0".into());
+        e.extensions.insert("traceparent".into(), "00-\n-01".into());
+        e.extensions.insert("partitionkey".into(), "a\rb".into());
+        e.headers.push(("x-kept".into(), "v\r\nw".into()));
+        for mode in [Mode::Binary, Mode::Structured] {
+            let m = layout("fic.{type}", mode, true).build(&e).expect("build");
+            for (name, values) in m.headers.iter() {
+                for v in values {
+                    assert!(
+                        v.as_str().bytes().all(|b| (0x20..0x7f).contains(&b)),
+                        "{name}: {:?}",
+                        v.as_str()
+                    );
+                }
+            }
+        }
+        // A header name NATS cannot carry is refused, not a panic.
+        e.headers.push(("bad name:".into(), "v".into()));
+        let err = layout("fic.{type}", Mode::Binary, true)
+            .build(&e)
+            .expect_err("refused");
+        assert!(!err.is_retryable());
     }
 
     #[test]

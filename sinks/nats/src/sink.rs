@@ -184,7 +184,6 @@ impl NatsSink {
         &self,
         client: &Client,
         m: crate::message::Message,
-        event: &Event,
     ) -> Result<Receipt, SinkError> {
         self.ensure_stream(client).await?;
         let batcher = self
@@ -192,8 +191,8 @@ impl NatsSink {
             .get_or_init(|| Batcher::spawn(self.jetstream(client).clone()));
         let mut publish = PublishMessage::build()
             .payload(m.payload)
-            .headers(m.headers)
-            .message_id(&event.id);
+            // `Nats-Msg-Id` is in the headers already: the delivery key, never the raw id.
+            .headers(m.headers);
         if let Some(stream) = &self.config.expected_stream {
             publish = publish.expected_stream(stream);
         }
@@ -228,7 +227,7 @@ impl Sink for NatsSink {
         let message = self.layout.build(event)?;
         let client = self.connected(true).await?;
         if self.config.jetstream {
-            return self.publish_jetstream(client, message, event).await;
+            return self.publish_jetstream(client, message).await;
         }
         let subject = message.subject.clone();
         client

@@ -29,6 +29,21 @@ fn long(s: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(s.as_bytes().to_vec()))
 }
 
+/// AMQP 0-9-1 short strings (property values, header-table keys) hold at most 255 bytes; lapin
+/// panics beyond that.
+const SHORT_MAX: usize = 255;
+
+/// A header-table key: refused, naming it, if it cannot be a short string — never a panic.
+fn key(name: &str) -> Result<ShortString, SinkError> {
+    if name.len() > SHORT_MAX {
+        return Err(SinkError::rejected(format!(
+            "header name of {} bytes: AMQP allows {SHORT_MAX}",
+            name.len()
+        )));
+    }
+    Ok(ShortString::from(name.to_owned()))
+}
+
 impl Layout {
     /// Builds the message for `event` published at unix time `now`.
     pub fn build(&self, event: &Event, now: u64) -> Result<Message, SinkError> {
@@ -48,7 +63,7 @@ impl Layout {
             Mode::Binary => {
                 for (name, value) in event.attributes() {
                     if name != "datacontenttype" {
-                        table.insert(ShortString::from(format!("cloudEvents_{name}")), long(&value));
+                        table.insert(key(&format!("cloudEvents_{name}"))?, long(&value));
                     }
                 }
                 (
@@ -61,16 +76,31 @@ impl Layout {
                 event.to_structured_json(),
             ),
         };
-        for (name, template) in &self.headers {
-            table.insert(
-                ShortString::from(name.clone()),
-                long(&render("header", template)?),
-            );
+        // Kept request headers and W3C trace context, as every broker sink sends them.
+        for (name, value) in &event.headers {
+            table.insert(key(name)?, long(value));
         }
-        let mut props = BasicProperties::default()
-            .with_message_id(ShortString::from(event.id.clone()))
-            .with_timestamp(now)
-            .with_headers(table);
+        if let Some(tp) = event.attribute("traceparent") {
+            table.insert(ShortString::from("traceparent"), long(&tp));
+        }
+        for (name, template) in &self.headers {
+            table.insert(key(name)?, long(&render("header", template)?));
+        }
+        // The content type is a short string: one that does not fit travels in the table
+        // (`cloudEvents_datacontenttype`) instead.
+        let content_type = match content_type {
+            Some(ct) if ct.len() > SHORT_MAX => {
+                table.insert(ShortString::from("cloudEvents_datacontenttype"), long(&ct));
+                None
+            }
+            other => other,
+        };
+        let mut props = BasicProperties::default().with_timestamp(now).with_headers(table);
+        // `message_id` is a short string too: an id that does not fit is left out there (it is
+        // still the `cloudEvents_id` header, or in the structured body).
+        if event.id.len() <= SHORT_MAX {
+            props = props.with_message_id(ShortString::from(event.id.clone()));
+        }
         if let Some(ct) = content_type {
             props = props.with_content_type(ShortString::from(ct));
         }
@@ -156,6 +186,44 @@ mod tests {
         assert_eq!(v["id"], "198:abc");
         let headers = m.properties.headers().as_ref().expect("headers");
         assert!(headers.inner().get("cloudEvents_id").is_none());
+    }
+
+    #[test]
+    fn over_long_fields_are_omitted_or_refused_never_a_panic() {
+        let mut e = event();
+        e.id = "i".repeat(300);
+        e.datacontenttype = Some(format!("application/{}", "x".repeat(300)));
+        e.headers.push(("x-kept".into(), "kept".into()));
+        e.extensions.insert("traceparent".into(), "00-abc-def-01".into());
+        for mode in [Mode::Binary, Mode::Structured] {
+            let m = layout(mode).build(&e, 0).expect("build");
+            let p = &m.properties;
+            assert!(
+                p.message_id().is_none(),
+                "a 300-byte id is left out of message_id"
+            );
+            let headers = p.headers().as_ref().expect("headers");
+            let get = |k: &str| headers.inner().get(k).cloned();
+            assert_eq!(get("x-kept"), Some(long("kept")), "kept headers in {mode:?}");
+            assert_eq!(
+                get("traceparent"),
+                Some(long("00-abc-def-01")),
+                "traceparent in {mode:?}"
+            );
+            if mode == Mode::Binary {
+                assert!(p.content_type().is_none());
+                assert_eq!(get("cloudEvents_id"), Some(long(&e.id)));
+                assert!(get("cloudEvents_datacontenttype").is_some());
+            }
+            // Every short string fits (lapin panics on one that does not).
+            assert!(headers.inner().keys().all(|k| k.as_str().len() <= SHORT_MAX));
+        }
+        let mut e = event();
+        e.headers.push(("h".repeat(300), "v".into()));
+        assert!(!layout(Mode::Binary)
+            .build(&e, 0)
+            .expect_err("refused")
+            .is_retryable());
     }
 
     #[test]

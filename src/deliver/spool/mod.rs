@@ -153,8 +153,11 @@ impl Reservation {
     fn commit(&mut self, counts: &mut Counts, targets: &[String]) {
         counts.reserved.sub(1, self.bytes);
         counts.committed.add(1, self.bytes);
-        for t in targets {
-            counts.backlog.entry(t.clone()).or_default().events += 1;
+        // Once per sink, even if a record (written by an older release) names one twice.
+        for (i, t) in targets.iter().enumerate() {
+            if !targets[..i].contains(t) {
+                counts.backlog.entry(t.clone()).or_default().events += 1;
+            }
         }
         self.live = false;
     }
@@ -188,6 +191,9 @@ pub struct Spool {
     retention: Mutex<Retention>,
     /// The sinks configured now.
     sinks: Arc<Mutex<Vec<String>>>,
+    /// Bumped by every successful reopen: cursor updates committed without fsync before it may
+    /// be gone, so forwarders store their cursors again ([`Spool::reopens`]).
+    reopens: Arc<AtomicU64>,
 }
 
 impl Drop for Spool {
@@ -269,7 +275,9 @@ fn load(db: &Database, at_least: u64) -> Result<Loaded, SpoolError> {
                 let seq = k.value();
                 out.committed.add(1, v.value().len() as u64);
                 out.next_seq = out.next_seq.max(seq + 1);
-                if let Ok(t) = serde_json::from_slice::<Targets>(v.value()) {
+                if let Ok(mut t) = serde_json::from_slice::<Targets>(v.value()) {
+                    t.targets.sort();
+                    t.targets.dedup();
                     for t in t.targets {
                         if cursors.get(&t).copied().unwrap_or(0) < seq {
                             *out.backlog.entry(t).or_default() += 1;
@@ -331,11 +339,13 @@ impl Spool {
         apply(&mut lock(&counts), loaded);
         let (tx, rx) = mpsc::channel::<Append>(4096);
         let new_data = Arc::new(Notify::new());
+        let reopens = Arc::new(AtomicU64::new(0));
         let writer = Writer {
             store: store.clone(),
             counts: counts.clone(),
             next_seq: next_seq.clone(),
             new_data: new_data.clone(),
+            reopens: reopens.clone(),
         };
         let handle = std::thread::Builder::new()
             .name("hookbridge-spool".into())
@@ -351,6 +361,7 @@ impl Spool {
             new_data,
             retention: Mutex::new(Retention::default()),
             sinks: Arc::default(),
+            reopens,
         }))
     }
 
@@ -379,8 +390,8 @@ impl Spool {
     /// fault that remains. `/readyz` calls it, so a spool recovers with no traffic too.
     pub async fn recover_if_faulty(&self) -> Option<String> {
         self.store.fault()?;
-        let (store, next_seq, counts) = (self.store.clone(), self.next_seq.clone(), self.counts.clone());
-        let _ = tokio::task::spawn_blocking(move || recover(&store, &next_seq, &counts)).await;
+        let r = self.recovery();
+        let _ = tokio::task::spawn_blocking(move || r.run()).await;
         self.store.fault()
     }
 
@@ -432,13 +443,13 @@ impl Spool {
     ) -> Result<T, SpoolError> {
         let store = self.store.clone();
         let counts = self.counts.clone();
-        let next_seq = self.next_seq.clone();
+        let recovery = self.recovery();
         blocking(move || {
             let result = store.write(|db| f(db, &counts));
             if result.is_err() {
                 // A forwarder's failed write starts the recovery too (throttled), so progress is
                 // saved again once space returns even with no new events arriving.
-                recover(&store, &next_seq, &counts);
+                recovery.run();
             }
             result
         })
@@ -709,6 +720,22 @@ impl Spool {
         })
     }
 
+    /// How many times the file was reopened after an I/O error. A forwarder that sees it change
+    /// stores its cursor again: a reopen drops cursor updates that were not yet fsynced.
+    pub fn reopens(&self) -> u64 {
+        self.reopens.load(Ordering::SeqCst)
+    }
+
+    fn recovery(&self) -> Recovery {
+        Recovery {
+            store: self.store.clone(),
+            next_seq: self.next_seq.clone(),
+            counts: self.counts.clone(),
+            reopens: self.reopens.clone(),
+            new_data: self.new_data.clone(),
+        }
+    }
+
     /// The sequence number the next append gets.
     pub fn next_seq(&self) -> u64 {
         self.next_seq.load(Ordering::SeqCst)
@@ -872,6 +899,7 @@ struct Writer {
     counts: Shared,
     next_seq: Arc<AtomicU64>,
     new_data: Arc<Notify>,
+    reopens: Arc<AtomicU64>,
 }
 
 impl Writer {
@@ -885,7 +913,14 @@ impl Writer {
                 }
             }
             if self.store.fault().is_some() {
-                recover(&self.store, &self.next_seq, &self.counts);
+                Recovery {
+                    store: self.store.clone(),
+                    next_seq: self.next_seq.clone(),
+                    counts: self.counts.clone(),
+                    reopens: self.reopens.clone(),
+                    new_data: self.new_data.clone(),
+                }
+                .run();
             }
             let result = self.store.write(|db| {
                 let start = self.next_seq.load(Ordering::SeqCst);
@@ -926,15 +961,31 @@ impl Writer {
     }
 }
 
-/// Reopens a faulty store; on success the counts and the high-water mark are reloaded from it.
-fn recover(store: &Store, next_seq: &AtomicU64, counts: &Mutex<Counts>) {
-    let at_least = next_seq.load(Ordering::SeqCst);
-    store.reopen(|db| {
-        let loaded = prepare(db, at_least)?;
-        next_seq.fetch_max(loaded.next_seq, Ordering::SeqCst);
-        apply(&mut lock(counts), loaded);
-        Ok(())
-    });
+/// What reopening a faulty store touches.
+struct Recovery {
+    store: Arc<Store>,
+    next_seq: Arc<AtomicU64>,
+    counts: Shared,
+    reopens: Arc<AtomicU64>,
+    new_data: Arc<Notify>,
+}
+
+impl Recovery {
+    /// Reopens the store if it is faulty; on success the counts and the high-water mark are
+    /// reloaded, and forwarders are woken to store their cursors again.
+    fn run(&self) {
+        let at_least = self.next_seq.load(Ordering::SeqCst);
+        let reopened = self.store.reopen(|db| {
+            let loaded = prepare(db, at_least)?;
+            self.next_seq.fetch_max(loaded.next_seq, Ordering::SeqCst);
+            apply(&mut lock(&self.counts), loaded);
+            Ok(())
+        });
+        if reopened.is_some() {
+            self.reopens.fetch_add(1, Ordering::SeqCst);
+            self.new_data.notify_waiters();
+        }
+    }
 }
 
 #[cfg(test)]
