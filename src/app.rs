@@ -40,6 +40,8 @@ pub struct App {
     pub deliverer: Arc<Deliverer>,
     shutting_down: AtomicBool,
     in_flight: Arc<Semaphore>,
+    /// Slots for requests to body-signed sources while their body is read and verified.
+    unauthenticated: Arc<Semaphore>,
     /// The spool, when a source uses `delivery = "spool"`.
     pub spool: Option<Arc<Spool>>,
     /// Sink indices a sync-mode source can reach: only their health decides readiness.
@@ -142,6 +144,7 @@ impl App {
             deliverer,
             shutting_down: AtomicBool::new(false),
             in_flight: Arc::new(Semaphore::new(config.server.max_in_flight)),
+            unauthenticated: Arc::new(Semaphore::new(config.server.max_unauthenticated)),
             spool,
             sync_sinks,
             forwarders: std::sync::Mutex::new(Vec::new()),
@@ -192,6 +195,13 @@ impl App {
     /// A slot for one webhook request, or `None` when `max_in_flight` are already running.
     pub fn try_enter(&self) -> Option<OwnedSemaphorePermit> {
         self.in_flight.clone().try_acquire_owned().ok()
+    }
+
+    /// A slot for one request to a body-signed source while its body is read and verified, or
+    /// `None` when `max_unauthenticated` are already doing so. It does not count against
+    /// `max_in_flight`: unauthenticated senders cannot take the slots authenticated ones need.
+    pub fn try_enter_unauthenticated(&self) -> Option<OwnedSemaphorePermit> {
+        self.unauthenticated.clone().try_acquire_owned().ok()
     }
 
     /// Waits until no webhook request is in flight, at most `timeout`. Returns whether it drained.

@@ -164,3 +164,64 @@ async fn sigterm_finishes_in_flight_requests_refuses_new_ones_and_exits_zero() {
     assert!(written.contains("\"id\":\"slow-1\""));
     assert!(!written.contains("late-1"));
 }
+
+/// Text logs: an event id or type with a line break is escaped, so a sender cannot forge a log
+/// line (#26).
+#[test]
+fn an_id_with_a_line_break_cannot_forge_a_log_line() {
+    let dir = tempfile::tempdir().expect("dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookbridge"))
+        .arg("serve")
+        .current_dir(dir.path())
+        .env_remove("HOOKBRIDGE_CONFIG")
+        .env_remove("HOOKBRIDGE_LOG_FORMAT")
+        .env("HOOKBRIDGE_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let lines = std::thread::spawn(move || {
+        BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<String>>()
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "hookbridge did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let status = rt.block_on(async {
+        reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/events"))
+            .header("ce-specversion", "1.0")
+            .header("ce-id", "x%0AFORGED level=ERROR")
+            .header("ce-source", "urn:log")
+            .header("ce-type", "t%0DFORGED2")
+            .body("{}")
+            .send()
+            .await
+            .expect("request")
+            .status()
+            .as_u16()
+    });
+    assert_eq!(status, 200);
+    sigterm(&child);
+    wait_exit(&mut child, Duration::from_secs(20));
+    let lines = lines.join().expect("stderr");
+    assert!(
+        lines.iter().any(|l| l.contains("FORGED level=ERROR")),
+        "the event was logged: {lines:?}"
+    );
+    for l in &lines {
+        assert!(!l.starts_with("FORGED"), "a forged log line: {l:?}");
+        assert!(!l.contains('\r'), "a carriage return in a log line: {l:?}");
+    }
+}

@@ -146,6 +146,10 @@ pub struct ServerConfig {
     pub retry_after: Duration,
     /// Concurrent request cap.
     pub max_in_flight: usize,
+    /// Cap on requests reading a body not yet verified (body-signed sources).
+    pub max_unauthenticated: usize,
+    /// Body read deadline.
+    pub body_timeout: Duration,
 }
 
 /// What a source receives.
@@ -444,6 +448,24 @@ fn check_server(c: &mut Checker<'_>, present: bool) -> Option<ServerConfig> {
     if max_in_flight == 0 {
         c.error("server.max_in_flight", "must be above zero", None);
     }
+    let max_unauthenticated = raw.max_unauthenticated.unwrap_or((max_in_flight / 4).max(1));
+    if max_unauthenticated == 0 {
+        c.error("server.max_unauthenticated", "must be above zero", None);
+    }
+    let body_timeout = d(raw.body_timeout, 5).min(request_timeout);
+    if raw
+        .body_timeout
+        .is_some_and(|b| b.0 > request_timeout || b.0.is_zero())
+    {
+        c.error(
+            "server.body_timeout",
+            format!(
+                "must be above zero and at most server.request_timeout ({})",
+                humantime::format_duration(request_timeout)
+            ),
+            None,
+        );
+    }
     Some(ServerConfig {
         listen: listen?,
         admin_listen,
@@ -454,6 +476,8 @@ fn check_server(c: &mut Checker<'_>, present: bool) -> Option<ServerConfig> {
         shutdown_timeout: d(raw.shutdown_timeout, 30),
         retry_after: d(raw.retry_after, 5),
         max_in_flight,
+        max_unauthenticated,
+        body_timeout,
     })
 }
 

@@ -31,6 +31,13 @@ pub struct ServerRaw {
     pub retry_after: Option<HumanDuration>,
     /// Most requests processed at once; more get 503 `overloaded`. Default `1024`.
     pub max_in_flight: Option<usize>,
+    /// Most requests to body-signed sources (HMAC, GitHub, Stripe, Standard Webhooks) reading
+    /// their body before it is verified; more get 503 `overloaded`. They do not hold the slots
+    /// of `max_in_flight` meanwhile. Default: a quarter of `max_in_flight` (at least 1).
+    pub max_unauthenticated: Option<usize>,
+    /// Longest a client may take to send the body; slower bodies get 503 `request_timeout`.
+    /// At most `request_timeout`. Default `5s`.
+    pub body_timeout: Option<HumanDuration>,
 }
 
 /// `[sources.NAME]`, without its `verify` table (read separately, by kind).

@@ -409,7 +409,7 @@ async fn dead_letter(
                 Ok(()) => {
                     metrics::counter!("hookbridge_dead_letters_total", "sink" => sink.to_owned(), "reason" => reason)
                         .increment(1);
-                    tracing::warn!(sink = %sink, event_id = %dead.event.id, seq = dead.seq, reason, attempts = dead.attempts,
+                    tracing::warn!(sink = %sink, event_id = ?dead.event.id, seq = dead.seq, reason, attempts = dead.attempts,
                         error = %dead.error, dead_letter = %dl.name(), "spooled event sent to the dead-letter sink");
                     return Some(());
                 }
@@ -451,7 +451,7 @@ async fn dead_letter(
     metrics::counter!("hookbridge_dead_letters_total", "sink" => sink.to_owned(), "reason" => reason)
         .increment(1);
     metrics::gauge!("hookbridge_spool_parked").set(spool.parked() as f64);
-    tracing::error!(sink = %sink, event_id = %dead.event.id, seq = dead.seq, reason, attempts = dead.attempts,
+    tracing::error!(sink = %sink, event_id = ?dead.event.id, seq = dead.seq, reason, attempts = dead.attempts,
         error = %parked.error, "spooled event parked in the spool (no dead-letter sink took it); `hookbridge replay --parked` re-sends it");
     Some(())
 }

@@ -269,7 +269,7 @@ impl Deliverer {
                 Ok(r) => {
                     metrics::counter!("hookbridge_dead_letters_total", "sink" => name.clone(), "reason" => reason.as_str())
                         .increment(1);
-                    tracing::warn!(sink = %name, event_id = %event.id, dead_letter = %dl.name(), error = %error,
+                    tracing::warn!(sink = %name, event_id = ?event.id, dead_letter = %dl.name(), error = %error,
                         "event refused permanently; sent to the dead-letter sink");
                     receipts.push(
                         r.with("dead_letter_for", name.as_str())
@@ -346,7 +346,7 @@ impl Deliverer {
                 message: m,
             },
             Err(SpoolError::Io(m)) => {
-                tracing::error!(event_id = %event.id, error = %m, "spool append failed");
+                tracing::error!(event_id = ?event.id, error = %m, "spool append failed");
                 EventOutcome::Refused {
                     code: "spool_unavailable",
                     message: m,
@@ -358,7 +358,7 @@ impl Deliverer {
     async fn publish_one(&self, sink: &SinkHandle, event: &Event) -> Result<Receipt, SinkError> {
         let result = publish_timed(sink, event, self.publish_timeout).await;
         if let Err(e) = &result {
-            tracing::warn!(sink = %sink.name(), event_id = %event.id, error = %e, "publish failed");
+            tracing::warn!(sink = %sink.name(), event_id = ?event.id, error = %e, "publish failed");
         }
         result
     }

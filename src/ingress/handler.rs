@@ -110,10 +110,50 @@ where
     if app.is_shutting_down() {
         return reply::error(&ErrorReply::unavailable("shutting_down", server.retry_after));
     }
-    let Some(_permit) = app.try_enter() else {
-        tracing::warn!(source = %source.name, "too many requests in flight");
-        return reply::error(&ErrorReply::unavailable("overloaded", server.retry_after));
+    let overloaded = |what: &str| {
+        tracing::warn!(source = %source.name, "too many {what} requests in flight");
+        reply::error(&ErrorReply::unavailable("overloaded", server.retry_after))
     };
+    // A credential in the headers is checked before the body is read and before a request slot
+    // is taken; a body-signed request reads its body under a slot of its own (at most
+    // `max_unauthenticated` of them), and takes a request slot only once it verified. So
+    // unauthenticated senders, slow or many, never hold the slots authenticated traffic needs.
+    let early = if source.verifier.header_only() {
+        match source.verifier.verify_async(&headers, &[], unix_now()).await {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let e = refused(source, e);
+                if let Some(q) = &app.quarantine {
+                    q.submit(&crate::quarantine::Rejected {
+                        source: &source.name,
+                        path: &source.path,
+                        reason: e.code,
+                        status: e.status.as_u16(),
+                        field: e.field.as_deref(),
+                        headers: &headers,
+                        body: None,
+                    });
+                }
+                tracing::info!(source = %source.name, status = e.status.as_u16(), code = e.code, "request refused");
+                return reply::error(&e);
+            }
+        }
+    } else {
+        None
+    };
+    let mut permit = None;
+    let mut pre_auth = None;
+    if early.is_some() {
+        let Some(p) = app.try_enter() else {
+            return overloaded("webhook");
+        };
+        permit = Some(p);
+    } else {
+        let Some(p) = app.try_enter_unauthenticated() else {
+            return overloaded("unauthenticated");
+        };
+        pre_auth = Some(p);
+    }
     let work = async {
         let quarantine = |e: &ErrorReply, body: Option<&Bytes>| {
             let rejected = matches!(e.status.as_u16(), 400 | 401 | 413);
@@ -129,10 +169,41 @@ where
                 });
             }
         };
-        let body = read_capped(&headers, body, server.body_limit)
-            .await
-            .inspect_err(|e| quarantine(e, None))?;
-        process(app, source, &headers, body.clone())
+        let body = match tokio::time::timeout(
+            server.body_timeout,
+            read_capped(&headers, body, server.body_limit),
+        )
+        .await
+        {
+            Ok(body) => body.inspect_err(|e| quarantine(e, None))?,
+            Err(_) => {
+                return Err(
+                    ErrorReply::unavailable("request_timeout", server.retry_after).message(format!(
+                        "the body was not received within {}",
+                        humantime::format_duration(server.body_timeout)
+                    )),
+                )
+            }
+        };
+        let verified = match early {
+            Some(v) => v,
+            None => {
+                let v = source
+                    .verifier
+                    .verify_async(&headers, &body, unix_now())
+                    .await
+                    .map_err(|e| refused(source, e))
+                    .inspect_err(|e| quarantine(e, Some(&body)))?;
+                // Authenticated now: trade the pre-authentication slot for a request slot.
+                permit = Some(app.try_enter().ok_or_else(|| {
+                    tracing::warn!(source = %source.name, "too many webhook requests in flight");
+                    ErrorReply::unavailable("overloaded", server.retry_after)
+                })?);
+                pre_auth.take();
+                v
+            }
+        };
+        process(app, source, &headers, body.clone(), verified)
             .await
             .inspect_err(|e| quarantine(e, Some(&body)))
     };
@@ -168,17 +239,20 @@ where
     resp
 }
 
+/// A failed verification: counted, answered 401 with its reason.
+fn refused(source: &SourceConfig, e: crate::verify::VerifyError) -> ErrorReply {
+    metrics::counter!("hookbridge_verification_failures_total", "source" => source.name.clone(), "reason" => e.code())
+        .increment(1);
+    ErrorReply::unauthorized(e.code())
+}
+
 async fn process(
     app: &Arc<App>,
     source: &SourceConfig,
     headers: &HeaderMap,
     body: Bytes,
+    verified: crate::verify::Verified,
 ) -> Result<Response, ErrorReply> {
-    let verified = source.verifier.verify_async(headers, &body, unix_now()).await.map_err(|e| {
-        metrics::counter!("hookbridge_verification_failures_total", "source" => source.name.clone(), "reason" => e.code())
-            .increment(1);
-        ErrorReply::unauthorized(e.code())
-    })?;
     let received = normalize::now_rfc3339();
     let ctx = Context {
         source_name: &source.name,
@@ -240,7 +314,7 @@ async fn process(
                         .message("Fatture in Cloud could not be asked for the resources; retry later"),
                 );
             }
-            tracing::debug!(event_id = %e.id, ?outcome, "enrichment");
+            tracing::debug!(event_id = ?e.id, ?outcome, "enrichment");
         }
     }
     let outcomes = match (&source.delivery, &app.spool) {
@@ -250,7 +324,7 @@ async fn process(
         _ => app.deliverer.deliver_all(&source.name, &events).await,
     };
     for (e, o) in events.iter().zip(&outcomes) {
-        tracing::info!(source = %source.name, event_id = %e.id, event_type = %e.ty, outcome = o.status(), "event");
+        tracing::info!(source = %source.name, event_id = ?e.id, event_type = ?e.ty, outcome = o.status(), "event");
         crate::metrics::event(&source.name, o.status());
     }
     let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();

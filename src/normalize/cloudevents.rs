@@ -228,6 +228,9 @@ pub fn decode_structured(body: &[u8]) -> Result<Event, NormalizeError> {
     from_object(object)
 }
 
+/// Most events one batched request may carry (more: 400 `malformed`).
+pub const MAX_BATCH_EVENTS: usize = 100;
+
 /// Batched mode: a JSON array of objects.
 pub fn decode_batch(body: &[u8]) -> Result<Vec<Event>, NormalizeError> {
     check_depth(body)?;
@@ -236,6 +239,17 @@ pub fn decode_batch(body: &[u8]) -> Result<Vec<Event>, NormalizeError> {
     })?;
     if items.is_empty() {
         return Err(NormalizeError::malformed(None, "empty batch"));
+    }
+    // Each event of a batch is delivered concurrently: one request must not fan out into
+    // thousands of publishes.
+    if items.len() > MAX_BATCH_EVENTS {
+        return Err(NormalizeError::malformed(
+            None,
+            format!(
+                "a batch holds at most {MAX_BATCH_EVENTS} events, this one {}",
+                items.len()
+            ),
+        ));
     }
     items
         .into_iter()

@@ -119,6 +119,18 @@ pub struct Verified {
 }
 
 impl VerifierConfig {
+    /// Whether the credential is in the headers alone (token, basic, JWT, FIC, none): such
+    /// requests are verified before their body is read, and before they take a request slot.
+    pub fn header_only(&self) -> bool {
+        !matches!(
+            self,
+            VerifierConfig::Hmac { .. }
+                | VerifierConfig::GitHub { .. }
+                | VerifierConfig::Stripe { .. }
+                | VerifierConfig::StandardWebhooks { .. }
+        )
+    }
+
     /// The verifier's kind, recorded in the `hbverifier` extension.
     pub fn kind(&self) -> &'static str {
         match self {

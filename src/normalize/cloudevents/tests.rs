@@ -198,6 +198,22 @@ fn batch_mode() {
 }
 
 #[test]
+fn a_batch_over_the_limit_is_refused() {
+    let h = headers(&[("content-type", b"application/cloudevents-batch+json")]);
+    let one = r#"{"specversion":"1.0","id":"1","source":"s","type":"t"}"#;
+    let batch = |n: usize| Bytes::from(format!("[{}]", vec![one; n].join(",")));
+    assert_eq!(
+        decode(&h, &batch(MAX_BATCH_EVENTS)).expect("at the limit").len(),
+        MAX_BATCH_EVENTS
+    );
+    let err = decode(&h, &batch(MAX_BATCH_EVENTS + 1)).expect_err("over");
+    assert_eq!(err.code, "malformed");
+    assert!(err.message.contains("at most 100"), "{}", err.message);
+    // ~15,000 events in a 1 MiB body used to fan out into as many concurrent publishes.
+    assert!(decode(&h, &batch(15_000)).is_err());
+}
+
+#[test]
 fn modes_by_content_type() {
     let m = |ct: &[u8]| mode_of(&headers(&[("content-type", ct)]));
     assert_eq!(m(b"application/cloudevents+json"), BindingMode::Structured);
