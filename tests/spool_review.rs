@@ -1,4 +1,4 @@
-//! Regression tests from the two adversarial reviews of the spool work (#25): each reproduced a
+//! Regression tests from the three adversarial reviews of the spool work (#25): each reproduced a
 //! defect on a version of the change (backlog drift, a stalled queue, a spool full for
 //! good) and passes on the fixed code.
 mod common;
@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::{start, FailingSink, MemorySink};
+use hookbridge::deliver::spool::{Limits, Retention, Spool};
 use hookbridge::sink::{SinkError, SinkHandle};
 use serde_json::Value;
 
@@ -519,4 +520,92 @@ retain = "0s"
     assert_eq!(running, 1, "one forwarder for rl2");
     assert_eq!(depth.0, 0, "202 but never delivered: {depth:?} left in the spool");
     hb.stop().await;
+}
+
+fn limits() -> Limits {
+    Limits {
+        max_events: 100_000,
+        max_bytes: 1 << 40,
+    }
+}
+
+fn record(id: &str, targets: &[&str], pad: usize) -> hookbridge::deliver::spool::Record {
+    let mut e = hookbridge::sink::Event::new(id, "urn:s", "t");
+    e.data = Some(bytes::Bytes::from(format!(r#"{{"p":"{}"}}"#, "x".repeat(pad))));
+    e.extensions.insert(
+        "hbreceived".into(),
+        hookbridge::sink::ExtensionValue::String(hookbridge::normalize::now_rfc3339()),
+    );
+    hookbridge::deliver::spool::Record::new(&e, targets.iter().map(|s| s.to_string()).collect())
+}
+
+/// A reopen whose probe fails (disk still full) drops the old handle (and its unsynced commits)
+/// but leaves a fresh handle for reads; the first write that then succeeds on it clears the fault
+/// without `apply` (counts not reloaded) and without bumping `reopens` (forwarders never store
+/// their cursors again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_after_a_failed_reopen_waits_for_a_real_reopen() {
+    let fs = tmpfs::Tmpfs::mount(8 << 20);
+    let dir = fs.path().join("spool");
+    let spool = Spool::open(&dir, limits()).expect("open");
+    spool.set_sinks(vec!["a".into(), "b".into()]);
+    spool.set_retention(Retention {
+        age: Duration::from_secs(3600),
+        max_bytes: 1 << 30,
+    });
+    for i in 0..5 {
+        spool
+            .append(&record(&format!("e{i}"), &["a", "b"], 100))
+            .await
+            .expect("append");
+    }
+    // Both sinks pass 1..=5 (unsynced): the records move to `retained`.
+    spool.advance("a", 5).await.expect("advance a");
+    spool.advance("b", 5).await.expect("advance b");
+    let (counted, tracked) = spool.audit().expect("audit");
+    assert_eq!(counted, tracked);
+    eprintln!("before: {counted:?}");
+    let filler = fs.fill();
+    // An append that cannot fit: the store turns faulty.
+    let big = spool.append(&record("big", &["a"], 2 << 20)).await;
+    eprintln!("big append: {big:?}; fault {:?}", spool.fault());
+    assert!(spool.fault().is_some());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let left = spool.recover_if_faulty().await;
+    eprintln!(
+        "after a reopen attempt on a full disk: {left:?}, reopens {}",
+        spool.reopens()
+    );
+    assert!(
+        left.is_some(),
+        "the reopen's probe should fail while the disk is full"
+    );
+    // Space back; a sink that had an unsaved cursor stores it again at once (within the
+    // reopen throttle): refused while the store is faulty — it used to go through on the
+    // handle the failed reopen left, skipping the reload of the counts.
+    std::fs::remove_file(&filler).expect("free");
+    let r = spool.advance("b", 5).await;
+    assert!(r.is_err() || spool.reopens() == 1, "{r:?}");
+    // Past the throttle, the next write reopens for real: counts reloaded, `reopens` bumped.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    spool.advance("b", 5).await.expect("advance after the reopen");
+    assert_eq!(spool.reopens(), 1);
+    assert!(spool.fault().is_none());
+    let (counted, tracked) = spool.audit().expect("audit");
+    // Traffic again: one more event, both forwarders pass it (as they would when woken).
+    let seq = spool
+        .append(&record("later", &["a", "b"], 100))
+        .await
+        .expect("append");
+    spool.advance("a", seq).await.expect("advance a");
+    spool.advance("b", seq).await.expect("advance b");
+    let (counted2, tracked2) = spool.audit().expect("audit");
+    eprintln!("after more traffic: counted {counted2:?}\n                    tracked {tracked2:?}");
+    assert_eq!(
+        counted,
+        tracked,
+        "counts drifted at quiescence; reopens = {}",
+        spool.reopens()
+    );
+    assert_eq!(counted2, tracked2, "and for good");
 }

@@ -26,5 +26,6 @@ fuzz_target!(|data: &[u8]| {
     event.extensions.insert("n".into(), ExtensionValue::Integer(-7));
     let _ = template.render(&event);
     let _ = template.render_with(&event, |s| s.replace(['.', '*', '>'], "_"));
+    let _ = template.render_url(&event);
     let _ = template.to_string();
 });

@@ -162,16 +162,18 @@ pub async fn run(spool: Arc<Spool>, sink: SinkHandle, settings: Settings, mut st
             }
         }
     };
+    let mut sweep_failed = false;
     if cursor > 0 {
         // Sweep at start: records every configured sink has passed are deleted now, and those
         // still pending for a sink that was removed are parked (`sink_removed`), even if no
         // new event ever makes a forwarder advance again.
         if let Err(e) = spool.advance(&name, cursor).await {
-            tracing::error!(sink = %name, error = %e, "cannot sweep the spool");
+            tracing::error!(sink = %name, error = %e, "cannot sweep the spool; retrying");
+            sweep_failed = true;
         }
     }
     let mut f = Forwarder {
-        unsaved: false,
+        unsaved: sweep_failed,
         reopens: spool.reopens(),
         spool,
         sink,
@@ -197,14 +199,14 @@ impl Forwarder {
     async fn step(&mut self, stop: &mut watch::Receiver<bool>) -> Option<()> {
         let (spool, name) = (self.spool.clone(), self.name.clone());
         let backoff = self.settings.backoff;
-        if self.unsaved || spool.reopens() != self.reopens {
-            self.save().await;
-        }
-        // Register interest before looking, so an append between the look and the wait is not
-        // missed.
+        // Register interest before looking (at the data and at `reopens`), so an append or a
+        // reopen between the look and the wait is not missed.
         let notified = spool.new_data.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
+        if self.unsaved || spool.reopens() != self.reopens {
+            self.save().await;
+        }
         // Up to WINDOW publishes in flight; one at a time while a failure is being retried, so
         // an outage is probed with one event rather than re-sending a window each time.
         let window = if self.attempt > 0 || self.settings.strict_order {

@@ -130,7 +130,7 @@ fn open_whole(path: &std::path::Path) -> io::Result<Open> {
         .append(true)
         .read(true)
         .open(path)?;
-    lock_bounded(&file)?;
+    lock_bounded(&file, std::time::Instant::now())?;
     let cut = (|| {
         let len = file.metadata()?.len();
         let whole = whole_lines_end(&mut file, len)?;
@@ -144,28 +144,42 @@ fn open_whole(path: &std::path::Path) -> io::Result<Open> {
     cut.map(|()| Open { file })
 }
 
-/// Takes the file's lock, waiting at most [`LOCK_WAIT`]: a lock another process holds for good
-/// must not pin a blocking thread per publish (they would fill tokio's blocking pool, which the
-/// spool needs too). Held too long, the write fails (retryable).
-fn lock_bounded(file: &std::fs::File) -> io::Result<()> {
-    let started = std::time::Instant::now();
+/// Retries `attempt` (`Ok(None)`: busy) with growing pauses until [`LOCK_WAIT`] has passed
+/// since `started`; then the write fails (retryable). A blocking task that waits has its time
+/// bounded, so a lock held for good (another process's `flock`, a stuck write) cannot pin a
+/// blocking thread per publish and fill tokio's blocking pool, which the spool needs too.
+fn wait_for<T>(
+    started: std::time::Instant,
+    what: &str,
+    mut attempt: impl FnMut() -> io::Result<Option<T>>,
+) -> io::Result<T> {
     let mut pause = std::time::Duration::from_millis(1);
     loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(()),
-            Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < LOCK_WAIT => {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(std::time::Duration::from_millis(50));
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::WouldBlock,
-                    "the file is locked by another writer",
-                ))
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        if let Some(done) = attempt()? {
+            return Ok(done);
         }
+        if started.elapsed() >= LOCK_WAIT {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!("{what} is busy"),
+            ));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(50));
     }
+}
+
+/// Takes the file's lock (`flock`), waiting until [`LOCK_WAIT`] after `started`.
+fn lock_bounded(file: &std::fs::File, started: std::time::Instant) -> io::Result<()> {
+    wait_for(
+        started,
+        "the file's lock (another writer holds it)",
+        || match file.try_lock() {
+            Ok(()) => Ok(Some(())),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        },
+    )
 }
 
 /// Longest wait for the file's lock.
@@ -194,8 +208,8 @@ fn whole_lines_end(file: &mut std::fs::File, len: u64) -> io::Result<u64> {
 /// The file is locked (`flock`) meanwhile: another writer of the same file — a second sink
 /// instance after a reload, another process — never appends between our length and our cut, so
 /// the cut never removes its line.
-fn append_line(open: &mut Open, line: &[u8], fsync: bool) -> io::Result<u64> {
-    lock_bounded(&open.file)?;
+fn append_line(open: &mut Open, line: &[u8], fsync: bool, started: std::time::Instant) -> io::Result<u64> {
+    lock_bounded(&open.file, started)?;
     let result = append_locked(open, line, fsync);
     let unlocked = open.file.unlock();
     let start = result?;
@@ -275,8 +289,20 @@ impl Sink for FileSink {
                 let open = open.clone();
                 let fsync = self.config.fsync;
                 let written = tokio::task::spawn_blocking(move || {
-                    let mut open = open.lock().unwrap_or_else(PoisonError::into_inner);
-                    append_line(&mut open, &line, fsync)
+                    // Held only by a write whose publish gave up and that is still waiting (for
+                    // the file's lock, at most LOCK_WAIT): fail at once rather than queue a
+                    // blocking thread behind it.
+                    let mut open = match open.try_lock() {
+                        Ok(guard) => guard,
+                        Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                        Err(std::sync::TryLockError::WouldBlock) => {
+                            return Err(io::Error::new(
+                                io::ErrorKind::WouldBlock,
+                                "an earlier write to the file has not finished",
+                            ))
+                        }
+                    };
+                    append_line(&mut open, &line, fsync, std::time::Instant::now())
                 })
                 .await
                 .map_err(io::Error::other)
@@ -291,8 +317,12 @@ impl Sink for FileSink {
         };
         result.map_err(|e| {
             // Reopen next time: the offset is re-read from the file, and a fragment the
-            // truncation could not remove is dropped.
-            *guard = None;
+            // truncation could not remove is dropped. Not when the file was only busy (nothing
+            // was written): a reopen would wait for the same lock again, one blocking thread per
+            // publish.
+            if e.kind() != io::ErrorKind::WouldBlock {
+                *guard = None;
+            }
             self.io_error("cannot write", e)
         })
     }

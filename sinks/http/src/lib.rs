@@ -17,7 +17,9 @@
 //! ```
 
 mod config;
-mod request;
+/// The pure event → message builder, public for the fuzz targets (not a stable API).
+#[doc(hidden)]
+pub mod request;
 mod sink;
 
 pub use config::{Auth, HttpConfig, Signing};

@@ -26,7 +26,9 @@
 mod batch;
 mod config;
 mod error;
-mod message;
+/// The pure event → message builder, public for the fuzz targets (not a stable API).
+#[doc(hidden)]
+pub mod message;
 mod sink;
 
 pub use config::{NatsConfig, StreamSpec, TlsConfig};

@@ -25,7 +25,9 @@
 
 mod config;
 mod error;
-mod message;
+/// The pure event → message builder, public for the fuzz targets (not a stable API).
+#[doc(hidden)]
+pub mod message;
 mod sink;
 
 pub use config::{ExchangeSpec, RabbitConfig, UrlRef};

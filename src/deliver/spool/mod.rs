@@ -445,6 +445,9 @@ impl Spool {
         let counts = self.counts.clone();
         let recovery = self.recovery();
         blocking(move || {
+            if store.fault().is_some() {
+                recovery.run();
+            }
             let result = store.write(|db| f(db, &counts));
             if result.is_err() {
                 // A forwarder's failed write starts the recovery too (throttled), so progress is

@@ -90,24 +90,23 @@ impl Store {
         self.with(f)
     }
 
-    /// Runs a write `f`; a failure marks the file faulty until a write succeeds again (after a
-    /// reopen: redb refuses every write on the handle that failed).
+    /// Runs a write `f`; a failure marks the file faulty. While it is faulty, writes are refused
+    /// (the fault is the error): only a successful [`Store::reopen`] clears it, because only
+    /// the reopen reloads the counts — a reopen drops the commits made without fsync, and a
+    /// write that slipped through on a fresh handle would build on counts that no longer hold.
     pub(super) fn write<T>(
         &self,
         f: impl FnOnce(&Database) -> Result<T, SpoolError>,
     ) -> Result<T, SpoolError> {
-        let result = {
-            let _one = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
-            self.with(f)
-        };
-        let mut fault = self.fault.lock().unwrap_or_else(PoisonError::into_inner);
-        match &result {
-            Err(SpoolError::Io(e)) => {
-                let tried = fault.as_ref().and_then(|(_, at)| *at);
-                *fault = Some((e.clone(), tried));
-            }
-            Err(SpoolError::Full(_)) => {}
-            Ok(_) => *fault = None,
+        let _one = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(e) = self.fault() {
+            return Err(SpoolError::Io(e));
+        }
+        let result = self.with(f);
+        if let Err(SpoolError::Io(e)) = &result {
+            let mut fault = self.fault.lock().unwrap_or_else(PoisonError::into_inner);
+            let tried = fault.as_ref().and_then(|(_, at)| *at);
+            *fault = Some((e.clone(), tried));
         }
         result
     }
