@@ -23,16 +23,25 @@ fuzz_target!(|data: &[u8]| {
     event.dataschema = Some(next());
     event.time = Some(next());
     let ext_value = next();
-    event.extensions.insert("traceparent".into(), ExtensionValue::String(ext_value.clone()));
-    event.extensions.insert("partitionkey".into(), ExtensionValue::String(next()));
-    event.extensions.insert("hbsource".into(), ExtensionValue::String(next()));
+    event
+        .extensions
+        .insert("traceparent".into(), ExtensionValue::String(ext_value.clone()));
+    event
+        .extensions
+        .insert("partitionkey".into(), ExtensionValue::String(next()));
+    event
+        .extensions
+        .insert("hbsource".into(), ExtensionValue::String(next()));
     let kept = (next(), next());
     event.headers.push(kept);
     event.data = Some(bytes::Bytes::from(next().into_bytes()));
     let header_name = next();
 
     let nats_headers = vec![
-        ("x-subject".to_owned(), Template::compile("{subject}").expect("template")),
+        (
+            "x-subject".to_owned(),
+            Template::compile("{subject}").expect("template"),
+        ),
         (header_name.clone(), Template::compile("{id}").expect("template")),
     ];
     for mode in [Mode::Binary, Mode::Structured] {
@@ -46,7 +55,11 @@ fuzz_target!(|data: &[u8]| {
             if let Ok(m) = layout.build(&event) {
                 for (_, values) in m.headers.iter() {
                     for v in values {
-                        assert!(v.as_str().bytes().all(|b| (0x20..0x7f).contains(&b)), "{:?}", v.as_str());
+                        assert!(
+                            v.as_str().bytes().all(|b| (0x20..0x7f).contains(&b)),
+                            "{:?}",
+                            v.as_str()
+                        );
                     }
                 }
             }
@@ -54,7 +67,10 @@ fuzz_target!(|data: &[u8]| {
         let layout = hookbridge_sink_rabbitmq::message::Layout {
             exchange: Template::compile("hooks").expect("template"),
             routing_key: Template::compile("{hbsource}.{type}").expect("template"),
-            headers: vec![(header_name.clone(), Template::compile("{subject}").expect("template"))],
+            headers: vec![(
+                header_name.clone(),
+                Template::compile("{subject}").expect("template"),
+            )],
             mode,
             persistent: true,
             expiration_ms: Some(1000),
@@ -70,7 +86,10 @@ fuzz_target!(|data: &[u8]| {
         }
         let layout = hookbridge_sink_http::request::Layout {
             url: Template::compile("http://127.0.0.1:1/in/{subject}?id={id}").expect("template"),
-            headers: vec![(header_name.clone(), Template::compile("{type}").expect("template"))],
+            headers: vec![(
+                header_name.clone(),
+                Template::compile("{type}").expect("template"),
+            )],
             mode,
             signing_key: Some(vec![1, 2, 3]),
         };
