@@ -134,8 +134,10 @@ async fn every_provider_kind_accepts_good_signatures_and_rejects_bad_ones() {
     );
     let (status, b) = send(gh(good.clone(), body, "gh-1")).await;
     assert_eq!(status, 200, "{b}");
-    let old = format!("sha256={}", openssl_hmac("sha256", "old-github-secret", body));
-    assert_eq!(send(gh(old, body, "gh-2")).await.0, 200);
+    // Another delivery (another body: GitHub events are deduplicated on the body they sign).
+    let body2: &'static [u8] = br#"{"action":"edited","repository":{"full_name":"o/r"}}"#;
+    let old = format!("sha256={}", openssl_hmac("sha256", "old-github-secret", body2));
+    assert_eq!(send(gh(old, body2, "gh-2")).await.0, 200);
     assert_code(
         send(gh(good.clone(), br#"{"action":"closed"}"#, "gh-3")).await,
         401,
@@ -369,5 +371,46 @@ async fn a_flood_of_signature_candidates_is_refused_promptly() {
         "/healthz took {health_took:?}"
     );
     assert!(mem.ids().is_empty());
+    hb.stop().await;
+}
+
+/// GitHub signs only the body; the delivery id and event name are unsigned headers. A captured
+/// delivery re-sent under a fresh id and another event name is a duplicate: dedup keys GitHub
+/// events on the body's digest by default (`dedup_on = "body"`) (#26).
+#[tokio::test]
+async fn a_github_delivery_resent_under_fresh_ids_is_a_duplicate() {
+    set_env();
+    let mem = MemorySink::new("mem");
+    let hb = start(CONFIG, vec![("mem", mem.clone() as SinkHandle)]).await;
+    let client = reqwest::Client::new();
+    let body: &'static [u8] = br#"{"action":"opened","number":7,"repository":{"full_name":"o/r"}}"#;
+    let sig = format!(
+        "sha256={}",
+        openssl_hmac("sha256", "It's a Secret to Everybody", body)
+    );
+    let send_as = |id: &str, event: &str| {
+        client
+            .post(hb.url("/gh"))
+            .header("content-type", "application/json")
+            .header("x-github-event", event)
+            .header("x-github-delivery", id)
+            .header("x-hub-signature-256", sig.clone())
+            .body(body)
+    };
+    let (status, first) = send(send_as("d-original", "issues")).await;
+    assert_eq!(
+        (status, first["status"].as_str()),
+        (200, Some("delivered")),
+        "{first}"
+    );
+    for (id, event) in [("d-forged-1", "issues"), ("d-forged-2", "deployment")] {
+        let (status, again) = send(send_as(id, event)).await;
+        assert_eq!(
+            (status, again["status"].as_str()),
+            (200, Some("duplicate")),
+            "{again}"
+        );
+    }
+    assert_eq!(mem.ids(), ["d-original"], "published once");
     hb.stop().await;
 }

@@ -197,6 +197,8 @@ pub struct SourceConfig {
     pub mapping: Option<crate::normalize::mapping::Mapping>,
     /// Lower-case names of the request headers copied into events.
     pub keep_headers: Vec<String>,
+    /// Dedup keys events on a digest of the raw body (`dedup_on = "body"`), not their id.
+    pub dedup_on_body: bool,
     /// Fatture in Cloud: `(verification_method, mapping)` for subscription management.
     pub subscription: Option<(String, String)>,
     /// Fatture in Cloud: API access for enrichment.
@@ -643,6 +645,19 @@ fn check_source(
     };
     let mapping = provider::check_mapping(c, key, kind, raw.mapping.as_ref());
     let keep_headers = provider::check_keep_headers(c, key, raw.keep_headers.as_deref());
+    let dedup_on_body = match raw.dedup_on.as_deref() {
+        None => Some(kind == Some(SourceKind::GitHub)),
+        Some("id") => Some(false),
+        Some("body") => Some(true),
+        Some(other) => {
+            c.error(
+                format!("{key}.dedup_on"),
+                format!("unknown value {other:?}"),
+                Some("one of: id, body".into()),
+            );
+            None
+        }
+    };
     let enrichment = match (&raw.api, kind) {
         (None, _) => Some(None),
         (Some(_), Some(k)) if k != SourceKind::FattureInCloud => {
@@ -758,6 +773,7 @@ fn check_source(
         verifier: verifier?,
         mapping: mapping?,
         keep_headers: keep_headers?,
+        dedup_on_body: dedup_on_body?,
         subscription: subscription?,
         enrichment: enrichment?,
     })

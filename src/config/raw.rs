@@ -57,6 +57,11 @@ pub struct SourceRaw {
     /// Request headers copied into the event (and sent on by broker sinks). Credentials and
     /// signature headers are refused. Default: none.
     pub keep_headers: Option<Vec<String>>,
+    /// What dedup keys an event on: `"id"` (source name, CloudEvents source and id) or `"body"`
+    /// (source name and a SHA-256 of the raw body). Default `"body"` for `github`, whose
+    /// signature covers only the body — the delivery id and event name come from unsigned
+    /// headers, so a captured delivery could be re-sent under fresh ids — `"id"` otherwise.
+    pub dedup_on: Option<String>,
     /// `kind = "generic"`: where each CloudEvents attribute comes from.
     pub mapping: Option<MappingRaw>,
     /// `kind = "fattureincloud"`: how `hookbridge fic subscriptions` creates the subscription.

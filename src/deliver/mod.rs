@@ -54,6 +54,11 @@ pub async fn publish_timed(
     result
 }
 
+/// The extension holding a digest of the raw body, set on the events of a source with
+/// `dedup_on = "body"` (GitHub by default): hookbridge's dedup and the brokers' delivery key use
+/// it instead of the id, which such a provider does not sign.
+pub const BODY_DIGEST: &str = "hbbodydigest";
+
 /// What happened to one event.
 #[derive(Debug)]
 pub enum EventOutcome {
@@ -286,16 +291,20 @@ impl Deliverer {
         Ok(receipts)
     }
 
-    /// Claims the event's dedup key: `Ok(guard)` to go on (no guard when dedup is off), or
+    /// Claims the event's dedup key — `(source name, CE source, id)`, or `(source name, "body",
+    /// digest)` for a source that dedups on the body ([`BODY_DIGEST`]): `Ok(guard)` to go on (no guard when dedup is off), or
     /// `Err(Duplicate)` when it was already delivered — counted in `hookbridge_dedup_hits_total`.
     async fn claim(&self, source_name: &str, event: &Event) -> Result<Option<dedup::Guard>, EventOutcome> {
         let Some(d) = &self.dedup else {
             return Ok(None);
         };
-        match d
-            .claim((source_name.to_owned(), event.source.clone(), event.id.clone()))
-            .await
-        {
+        let key = match event.extensions.get(BODY_DIGEST) {
+            Some(hookbridge_sink_core::ExtensionValue::String(digest)) => {
+                (source_name.to_owned(), "body".to_owned(), digest.clone())
+            }
+            _ => (source_name.to_owned(), event.source.clone(), event.id.clone()),
+        };
+        match d.claim(key).await {
             Claim::Owner(g) => Ok(Some(g)),
             Claim::Duplicate => {
                 metrics::counter!("hookbridge_dedup_hits_total", "source" => source_name.to_owned())

@@ -239,6 +239,13 @@ where
     resp
 }
 
+/// 32 hex digits of SHA-256 over the raw body.
+fn body_digest(body: &[u8]) -> String {
+    use sha2::Digest as _;
+    let d = sha2::Sha256::digest(body);
+    d[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// A failed verification: counted, answered 401 with its reason.
 fn refused(source: &SourceConfig, e: crate::verify::VerifyError) -> ErrorReply {
     metrics::counter!("hookbridge_verification_failures_total", "source" => source.name.clone(), "reason" => e.code())
@@ -294,13 +301,27 @@ async fn process(
     }
     if let Some(first) = events.first() {
         let span = tracing::Span::current();
-        span.record("event_id", first.id.as_str());
-        span.record("event_type", first.ty.as_str());
+        span.record("event_id", tracing::field::debug(&first.id));
+        span.record("event_type", tracing::field::debug(&first.ty));
     }
-    for e in &mut events {
+    let body_digest = source.dedup_on_body.then(|| body_digest(&body));
+    let batch = events.len() > 1;
+    for (i, e) in events.iter_mut().enumerate() {
         normalize::stamp(e, &ctx);
         normalize::keep_headers(e, headers, &source.keep_headers);
         normalize::trace(e, headers);
+        if let Some(digest) = &body_digest {
+            // Dedup (and the brokers' delivery key) on what the signature covers.
+            let key = if batch {
+                format!("{digest}:{i}")
+            } else {
+                digest.clone()
+            };
+            e.extensions.insert(
+                crate::deliver::BODY_DIGEST.into(),
+                hookbridge_sink_core::ExtensionValue::String(key),
+            );
+        }
     }
     if let Some(enricher) = app.enricher(&source.name) {
         for e in &mut events {

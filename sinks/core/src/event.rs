@@ -110,8 +110,9 @@ impl Event {
 
     /// The key brokers and receivers deduplicate this event on (JetStream's `Nats-Msg-Id`, the
     /// HTTP sink's `Idempotency-Key` and `webhook-id`): 32 hex digits of SHA-256 over the
-    /// length-prefixed hookbridge source (`hbsource`), CloudEvents `source` and `id` — the key
-    /// hookbridge's own dedup uses — and, for a copy made by `replay`, its `hbreplay` time, so
+    /// length-prefixed hookbridge source (`hbsource`), CloudEvents `source` and `id` (or, for a
+    /// source that dedups on its body, `hbbodydigest`) — the key hookbridge's own dedup uses —
+    /// and, for a copy made by `replay`, its `hbreplay` time, so
     /// a replay is not dropped as a duplicate of the original. Two producers reusing an id get
     /// different keys; no attacker-chosen text reaches the header.
     pub fn delivery_key(&self) -> String {
@@ -121,11 +122,19 @@ impl Event {
             Some(other) => Cow::Owned(other.to_text()),
             None => Cow::Borrowed(""),
         };
+        // A source that dedups on its body (the id is not signed) keys on the body's digest.
+        let (source, id) = match self.extensions.get("hbbodydigest") {
+            Some(_) => (Cow::Borrowed("body"), text("hbbodydigest")),
+            None => (
+                Cow::Borrowed(self.source.as_str()),
+                Cow::Borrowed(self.id.as_str()),
+            ),
+        };
         let mut h = sha2::Sha256::new();
         for part in [
             text("hbsource").as_ref(),
-            self.source.as_str(),
-            self.id.as_str(),
+            source.as_ref(),
+            id.as_ref(),
             text("hbreplay").as_ref(),
         ] {
             h.update((part.len() as u64).to_le_bytes());
