@@ -52,6 +52,8 @@ pub struct App {
     /// Fatture in Cloud enrichers by source name.
     enrichers: HashMap<String, Arc<crate::fic::enrich::Enricher>>,
     stop_forwarders: tokio::sync::watch::Sender<bool>,
+    /// Forwarders of this app still running (each holds a count while it lives).
+    forwarders_alive: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl App {
@@ -160,6 +162,7 @@ impl App {
                 })
                 .collect(),
             stop_forwarders: tokio::sync::watch::Sender::new(false),
+            forwarders_alive: Arc::default(),
             config,
         }))
     }
@@ -261,6 +264,7 @@ impl App {
                 backoff,
                 dead_letters: dead_letters.clone(),
                 strict_order: self.config.spool.strict_order.contains(&sink.name().to_owned()),
+                alive: self.forwarders_alive.clone(),
             };
             handles.push(tokio::spawn(supervise(
                 spool.clone(),
@@ -288,6 +292,12 @@ impl App {
                 h.abort();
                 let _ = h.await;
             }
+        }
+        // An aborted forwarder ends at its next await, not at once: wait (briefly) until none
+        // runs, so a successor never overlaps it.
+        let settled = tokio::time::Instant::now() + Duration::from_secs(2);
+        while self.forwarders_alive.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < settled {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 

@@ -72,12 +72,13 @@ pub fn running(sink: &str) -> usize {
 }
 
 /// Counts a running forwarder while it lives (a panic unwinds through its drop too).
-struct Running(String);
+struct Running(String, Arc<std::sync::atomic::AtomicUsize>);
 
 impl Running {
-    fn new(sink: &str) -> Running {
+    fn new(sink: &str, alive: Arc<std::sync::atomic::AtomicUsize>) -> Running {
         Self::change(sink, |n| n + 1);
-        Running(sink.to_owned())
+        alive.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Running(sink.to_owned(), alive)
     }
 
     fn change(sink: &str, f: impl FnOnce(usize) -> usize) {
@@ -91,6 +92,7 @@ impl Running {
 impl Drop for Running {
     fn drop(&mut self) {
         Self::change(&self.0, |n| n.saturating_sub(1));
+        self.1.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -105,6 +107,8 @@ pub struct Settings {
     pub dead_letters: DeadLetters,
     /// One publish in flight (strict spool order, retries included), not [`WINDOW`].
     pub strict_order: bool,
+    /// Counts the forwarders alive (its owner waits for zero before starting successors).
+    pub alive: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Panics of one record's publish before it is parked with reason `crashed`.
@@ -146,7 +150,7 @@ const PROBE_SPAN: usize = 16;
 /// Runs until `stop` turns true. Returns after finishing (or abandoning) the current attempt.
 pub async fn run(spool: Arc<Spool>, sink: SinkHandle, settings: Settings, mut stop: watch::Receiver<bool>) {
     let name = sink.name().to_owned();
-    let _running = Running::new(&name);
+    let _running = Running::new(&name, settings.alive.clone());
     // Retried until it works or we are told to stop: returning here would leave the sink with
     // no forwarder (the supervisor restarts only after a panic).
     let mut tries = 0;
