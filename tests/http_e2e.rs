@@ -259,3 +259,37 @@ async fn unreachable_endpoint_is_503() {
     );
     hb.stop().await;
 }
+
+/// Event fields cannot steer the HTTP sink's target (a subject of `../../admin?x=` rewrote the
+/// path, carrying hookbridge's credentials), and CR/LF in fields never breaks a request (#26).
+#[tokio::test]
+async fn event_fields_cannot_steer_the_target_or_break_the_request() {
+    let (addr, rx) = receiver().await;
+    let hb = start(
+        &config(&format!("http://{addr}/in/{{subject}}?id={{id}}"), ""),
+        vec![],
+    )
+    .await;
+    let resp = reqwest::Client::new()
+        .post(hb.url("/events"))
+        .header("ce-specversion", "1.0")
+        .header("ce-id", "1&token=x#frag%0D%0A")
+        .header("ce-source", "urn:test")
+        .header("ce-type", "t.steer")
+        .header("ce-subject", "../../admin?x=")
+        .body("{}")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status().as_u16(), 200);
+    let (status, body, _) = post(&hb.url("/events"), "after").await;
+    assert_eq!(status, 200, "{body}");
+    let requests = rx.requests.lock().expect("lock").clone();
+    let (_, path, headers, _) = &requests[0];
+    assert_eq!(
+        path, "/in/..%2F..%2Fadmin%3Fx%3D",
+        "the subject stays one path segment"
+    );
+    assert!(headers.get("ce-id").is_some_and(|v| v.to_str().is_ok()));
+    hb.stop().await;
+}

@@ -332,3 +332,62 @@ async fn outage_through_a_proxy_gives_503_then_publishes_resume() {
     );
     hb.stop().await;
 }
+
+/// Hostile fields (CR/LF and 300-byte values in every attribute that becomes a Kafka header or
+/// the key), in sync and spool mode: answered, never a panic, read back as sent, and an ordinary
+/// event after each still goes through (#26).
+#[tokio::test]
+async fn hostile_fields_reach_kafka_and_never_stop_the_sink() {
+    let base = unique("hbtest");
+    let topic = format!("{base}.hostile");
+    create_topic(&brokers(), &topic).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let cfg = config(&brokers(), &topic, "").replace(
+        "[sinks.kafka]",
+        &format!(
+            "[sources.spooled]\npath = \"/spooled\"\nkind = \"cloudevents\"\ndelivery = \"spool\"\nverify = {{ kind = \"none\" }}\n\n[spool]\ndir = \"{}\"\nretry_initial = \"10ms\"\nretry_max = \"100ms\"\n\n[sinks.kafka]",
+            dir.path().display()
+        ),
+    );
+    let hb = start(&cfg, vec![]).await;
+    let long = "l".repeat(300);
+    for (path, want) in [("/events", 200), ("/spooled", 202)] {
+        let resp = reqwest::Client::new()
+            .post(hb.url(path))
+            .header("ce-specversion", "1.0")
+            .header("ce-id", format!("x%0D%0Ainjected-{path}"))
+            .header("ce-source", "urn:test")
+            .header("ce-type", &long)
+            .header("ce-subject", "a%0Ab")
+            .header("ce-partitionkey", "p%0D")
+            .header("content-type", format!("application/{long}"))
+            .body("{}")
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status().as_u16(), want, "{path}");
+        let (status, body) = post(&hb.url(path), &format!("ok{path}"), "t.ok").await;
+        assert_eq!(status, want, "{path}: {body}");
+    }
+    let records = tokio::task::spawn_blocking({
+        let topic = topic.clone();
+        move || consume(&brokers(), &topic, 4)
+    })
+    .await
+    .expect("join");
+    assert_eq!(records.len(), 4);
+    let ids: Vec<&str> = records.iter().filter_map(|r| r.header("ce_id")).collect();
+    assert!(ids.contains(&"x\r\ninjected-/events"), "{ids:?}");
+    assert!(ids.contains(&"ok/spooled"), "{ids:?}");
+    let hostile = records
+        .iter()
+        .find(|r| r.header("ce_id") == Some("x\r\ninjected-/events"))
+        .expect("hostile record");
+    assert_eq!(
+        hostile.key.as_deref(),
+        Some("p\r"),
+        "partitionkey as the key, as sent"
+    );
+    assert_eq!(hostile.header("ce_type"), Some(long.as_str()));
+    hb.stop().await;
+}
