@@ -45,9 +45,9 @@ for t in "${targets[@]}"; do
     result=CRASH
   fi
   secs=$(( $(date +%s) - start ))
-  runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' | tail -1)
-  rate=$(grep -oE 'stat::average_exec_per_sec: *[0-9]+' "$log" | grep -oE '[0-9]+$' | tail -1)
-  cov=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | grep -oE '[0-9]+')
+  runs=$(grep -aoE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -aoE '[0-9]+$' | tail -1 || true)
+  rate=$(grep -aoE 'stat::average_exec_per_sec: *[0-9]+' "$log" | grep -aoE '[0-9]+$' | tail -1 || true)
+  cov=$(grep -aoE 'cov: [0-9]+' "$log" | tail -1 | grep -aoE '[0-9]+' || true)
   printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "${runs:-?}" "$secs" "${rate:-?}" "${cov:-?}" "$result" | tee -a work/results.tsv
   if [ "$result" != ok ]; then
     tail -n 60 "$log" >&2
