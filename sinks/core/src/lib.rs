@@ -6,6 +6,7 @@
 //! [`Sink::publish`] returns `Ok` only once the destination has taken responsibility for the event,
 //! so the bridge may answer the webhook with a 2xx.
 
+pub mod binding;
 mod blackhole;
 mod error;
 mod event;

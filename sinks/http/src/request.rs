@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use hookbridge_sink_core::binding::{self, Origin, Prefix};
 use hookbridge_sink_core::{encode_header_value, standard_webhooks, Event, Mode, SinkError, Template};
 
 /// A compiled request layout.
@@ -26,48 +27,29 @@ pub struct Outgoing {
 impl Layout {
     /// Builds the request for `event`, signed at unix time `now` when signing is on.
     pub fn build(&self, event: &Event, now: i64) -> Result<Outgoing, SinkError> {
-        let render = |what: &str, t: &Template| {
-            t.render(event)
-                .map_err(|e| SinkError::rejected(format!("{what} template {:?}: {e}", t.as_str())))
-        };
         // Values are percent-encoded: an event field cannot steer the target (hookbridge's
         // bearer token and signature go wherever the URL points).
         let url = self
             .url
             .render_url(event)
             .map_err(|e| SinkError::rejected(format!("url template {:?}: {e}", self.url.as_str())))?;
-        let mut headers = Vec::new();
-        let body = match self.mode {
-            Mode::Binary => {
-                for (name, value) in event.attributes() {
-                    if name != "datacontenttype" {
-                        headers.push((format!("ce-{name}"), encode_header_value(&value)));
-                    }
-                }
-                if let Some(ct) = &event.datacontenttype {
-                    headers.push(("content-type".to_owned(), ct.clone()));
-                }
-                event.data.clone().unwrap_or_default()
-            }
-            Mode::Structured => {
-                headers.push((
-                    "content-type".to_owned(),
-                    "application/cloudevents+json".to_owned(),
-                ));
-                Bytes::from(event.to_structured_json())
-            }
-        };
+        // The binding (sinks/core) says which headers; HTTP's rules are applied here: values
+        // percent-encoded, the content type as the binding's HTTP `Content-Type`.
+        let bound = binding::bind(event, self.mode, Prefix::Http, &self.headers)?;
+        let mut headers = Vec::with_capacity(bound.headers.len() + 4);
+        let mut rest = bound.headers.into_iter().peekable();
+        while let Some(h) = rest.next_if(|h| h.origin == Origin::Attribute) {
+            headers.push((h.name.as_str().to_owned(), encode_header_value(&h.value)));
+        }
+        if let Some(ct) = &bound.content_type {
+            headers.push(("content-type".to_owned(), ct.clone().into_owned()));
+        }
         let delivery_key = event.delivery_key();
         headers.push(("idempotency-key".to_owned(), delivery_key.clone()));
-        for (name, value) in &event.headers {
-            headers.push((name.clone(), encode_header_value(value)));
+        for h in rest {
+            headers.push((h.name.as_str().to_owned(), encode_header_value(&h.value)));
         }
-        if let Some(tp) = event.attribute("traceparent") {
-            headers.push(("traceparent".to_owned(), encode_header_value(&tp)));
-        }
-        for (name, template) in &self.headers {
-            headers.push((name.clone(), encode_header_value(&render("header", template)?)));
-        }
+        let body = bound.body;
         if let Some(key) = &self.signing_key {
             // The webhook id: the delivery key, header-safe and stable across re-sends (not
             // across replays), so receivers can deduplicate on it.

@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine as _;
+use hookbridge_sink_core::binding::{compile, compile_headers};
 use hookbridge_sink_core::settings::SecretRef;
-use hookbridge_sink_core::{standard_webhooks, Event, Receipt, Sink, SinkError, Template};
+use hookbridge_sink_core::{standard_webhooks, Event, Receipt, Sink, SinkError};
 use reqwest::header::{HeaderName, HeaderValue, AUTHORIZATION, RETRY_AFTER};
 use reqwest::Method;
 
@@ -28,9 +29,6 @@ fn secret_text(r: &SecretRef) -> Result<String, SinkError> {
 impl HttpSink {
     /// Builds the sink and its keep-alive connection pool. No IO.
     pub fn new(name: impl Into<String>, config: HttpConfig) -> Result<Self, SinkError> {
-        let compile = |t: &str| {
-            Template::compile(t).map_err(|e| SinkError::misconfigured(format!("template {t:?}: {e}")))
-        };
         let redirect = if config.max_redirects == 0 {
             reqwest::redirect::Policy::none()
         } else {
@@ -72,11 +70,7 @@ impl HttpSink {
         };
         let layout = Layout {
             url: compile(&config.url)?,
-            headers: config
-                .headers
-                .iter()
-                .map(|(k, v)| Ok((k.clone(), compile(v)?)))
-                .collect::<Result<_, SinkError>>()?,
+            headers: compile_headers(&config.headers)?,
             mode: config.mode,
             signing_key,
         };

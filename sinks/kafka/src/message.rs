@@ -1,5 +1,6 @@
 //! Event → topic, key, headers and value (pure).
 
+use hookbridge_sink_core::binding::{self, Origin, Prefix};
 use hookbridge_sink_core::{Event, Mode, SinkError, Template};
 
 /// A compiled record layout.
@@ -36,36 +37,21 @@ impl Layout {
             // Design §2: the partitionkey extension, else the subject (per-company order for FIC).
             None => event.attribute("partitionkey").or_else(|| event.subject.clone()),
         };
-        let mut headers = Vec::new();
-        let value = match self.mode {
-            Mode::Binary => {
-                for (name, v) in event.attributes() {
-                    if name != "datacontenttype" {
-                        headers.push((format!("ce_{name}"), v.into_bytes()));
-                    }
-                }
-                if let Some(ct) = &event.datacontenttype {
-                    headers.push(("content-type".to_owned(), ct.clone().into_bytes()));
-                }
-                event.data.as_deref().unwrap_or_default().to_vec()
-            }
-            Mode::Structured => {
-                headers.push((
-                    "content-type".to_owned(),
-                    b"application/cloudevents+json".to_vec(),
-                ));
-                event.to_structured_json()
-            }
-        };
-        for (name, value) in &event.headers {
-            headers.push((name.clone(), value.clone().into_bytes()));
+        // The binding (sinks/core) says which headers; Kafka carries names and values as bytes,
+        // as they are. The content type follows the attribute headers.
+        let bound = binding::bind(event, self.mode, Prefix::Kafka, &self.headers)?;
+        let mut headers = Vec::with_capacity(bound.headers.len() + 1);
+        let mut rest = bound.headers.into_iter().peekable();
+        while let Some(h) = rest.next_if(|h| h.origin == Origin::Attribute) {
+            headers.push((h.name.as_str().to_owned(), h.value.into_owned().into_bytes()));
         }
-        if let Some(tp) = event.attribute("traceparent") {
-            headers.push(("traceparent".to_owned(), tp.into_bytes()));
+        if let Some(ct) = bound.content_type {
+            headers.push(("content-type".to_owned(), ct.into_owned().into_bytes()));
         }
-        for (name, t) in &self.headers {
-            headers.push((name.clone(), render("header", t)?.into_bytes()));
+        for h in rest {
+            headers.push((h.name.as_str().to_owned(), h.value.into_owned().into_bytes()));
         }
+        let value = bound.body.to_vec();
         Ok(Record {
             topic,
             key,

@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use hookbridge_sink_core::{Event, Receipt, Sink, SinkError, Template};
+use hookbridge_sink_core::binding::{compile, compile_headers};
+use hookbridge_sink_core::{Event, Receipt, Sink, SinkError};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -33,17 +34,10 @@ impl KafkaSink {
     /// so hookbridge starts while Kafka is down.
     pub fn new(name: impl Into<String>, config: KafkaConfig) -> Result<Self, SinkError> {
         let name = name.into();
-        let compile = |t: &str| {
-            Template::compile(t).map_err(|e| SinkError::misconfigured(format!("template {t:?}: {e}")))
-        };
         let layout = Layout {
             topic: compile(&config.topic)?,
             key: config.key.as_deref().map(compile).transpose()?,
-            headers: config
-                .headers
-                .iter()
-                .map(|(k, v)| Ok((k.clone(), compile(v)?)))
-                .collect::<Result<_, SinkError>>()?,
+            headers: compile_headers(&config.headers)?,
             mode: config.mode,
         };
         let client_config = client_config(&name, &config)?;

@@ -4,6 +4,7 @@ use std::borrow::Cow;
 
 use async_nats::{HeaderMap, HeaderName, HeaderValue};
 use bytes::Bytes;
+use hookbridge_sink_core::binding::{self, Name, Origin, Prefix};
 use hookbridge_sink_core::{header_value_text, Event, Mode, SinkError, Template};
 
 /// A compiled NATS message layout.
@@ -30,27 +31,6 @@ pub fn escape_subject_value(value: &str) -> String {
         return value.to_owned();
     }
     value.chars().map(|c| if bad(c) { '_' } else { c }).collect()
-}
-
-/// The binding's header name (`ce-<attribute>`) for the attributes every event has or hookbridge
-/// adds, made without allocating; `None` for other extensions.
-fn ce_header_name(attribute: &str) -> Option<HeaderName> {
-    Some(HeaderName::from_static(match attribute {
-        "id" => "ce-id",
-        "source" => "ce-source",
-        "specversion" => "ce-specversion",
-        "type" => "ce-type",
-        "subject" => "ce-subject",
-        "time" => "ce-time",
-        "dataschema" => "ce-dataschema",
-        "hbsource" => "ce-hbsource",
-        "hbreceived" => "ce-hbreceived",
-        "hbverifier" => "ce-hbverifier",
-        "traceparent" => "ce-traceparent",
-        "tracestate" => "ce-tracestate",
-        "partitionkey" => "ce-partitionkey",
-        _ => return None,
-    }))
 }
 
 /// A header value, percent-encoded as the binding asks, with a single allocation. The encoding
@@ -85,47 +65,31 @@ impl Layout {
                 "subject {subject:?} has an empty token"
             )));
         }
+        // The binding (sinks/core) says which headers; NATS's rules are applied here: every
+        // value percent-encoded (async-nats panics on CR or LF), names it cannot carry refused.
+        let bound = binding::bind(event, self.mode, Prefix::Http, &self.headers)?;
         let mut headers = HeaderMap::new();
-        let payload = match self.mode {
-            Mode::Binary => {
-                for (name, value) in event.attribute_texts() {
-                    if name == "datacontenttype" {
-                        continue;
-                    }
-                    let value = header_value(&value);
-                    match ce_header_name(name) {
-                        Some(header) => headers.insert(header, value),
-                        None => headers.insert(header_name(&format!("ce-{name}"))?, value),
-                    }
-                }
-                if let Some(ct) = &event.datacontenttype {
-                    headers.insert(HeaderName::from_static("content-type"), header_value(ct));
-                }
-                event.data.clone().unwrap_or_default()
+        for h in bound.headers {
+            let value = header_value(&h.value);
+            let name = match h.name {
+                Name::Static(n) => HeaderName::from_static(n),
+                other => header_name(other.as_str())?,
+            };
+            match h.origin {
+                Origin::Kept => headers.append(name, value),
+                _ => headers.insert(name, value),
             }
-            Mode::Structured => {
-                headers.insert("content-type", "application/cloudevents+json");
-                Bytes::from(event.to_structured_json())
-            }
-        };
+        }
+        if let Some(ct) = &bound.content_type {
+            headers.insert(HeaderName::from_static("content-type"), header_value(ct));
+        }
         if self.jetstream {
             // JetStream drops a re-sent id within the stream's duplicate window: the delivery
             // key (source name, CE source, id; a replay's own), so another producer's event with
             // the same id is not dropped, and no event text reaches the header.
             headers.insert(HeaderName::from_static("Nats-Msg-Id"), event.delivery_key());
         }
-        for (name, value) in &event.headers {
-            headers.append(header_name(name)?, header_value(value));
-        }
-        if let Some(tp) = event.attribute("traceparent") {
-            headers.insert(HeaderName::from_static("traceparent"), header_value(&tp));
-        }
-        for (name, template) in &self.headers {
-            let value = template
-                .render(event)
-                .map_err(|e| SinkError::rejected(format!("header {name}: {e}")))?;
-            headers.insert(header_name(name)?, header_value(&value));
-        }
+        let payload = bound.body;
         Ok(Message {
             subject,
             headers,
@@ -206,25 +170,14 @@ mod tests {
 
     #[test]
     fn premade_header_names_are_the_bindings_names() {
-        for attr in [
-            "id",
-            "source",
-            "specversion",
-            "type",
-            "subject",
-            "time",
-            "dataschema",
-            "hbsource",
-            "hbreceived",
-            "hbverifier",
-            "traceparent",
-            "tracestate",
-            "partitionkey",
-        ] {
-            let name = ce_header_name(attr).expect(attr);
-            assert_eq!(name.to_string(), format!("ce-{attr}"), "{attr}");
+        for attr in hookbridge_sink_core::binding::PREMADE.iter().copied() {
+            // The binding's premade names become NATS header names without a check
+            // (`from_static`): each must be one, and be `ce-<attribute>`.
+            let mut e = event();
+            e.extensions.insert(attr.into(), "v".into());
+            let m = layout("x", Mode::Binary, false).build(&e).expect(attr);
+            assert!(m.headers.get(format!("ce-{attr}").as_str()).is_some(), "{attr}");
         }
-        assert!(ce_header_name("companyid").is_none());
         // Other extensions (and non-string values) still get `ce-<name>` headers.
         let mut e = event();
         e.extensions.insert(

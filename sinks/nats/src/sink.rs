@@ -6,7 +6,8 @@ use async_nats::connection::State;
 use async_nats::jetstream::{self, message::PublishMessage};
 use async_nats::{Client, ConnectOptions};
 use async_trait::async_trait;
-use hookbridge_sink_core::{Event, Receipt, Sink, SinkError, Template};
+use hookbridge_sink_core::binding::{compile, compile_headers};
+use hookbridge_sink_core::{Event, Receipt, Sink, SinkError};
 use tokio::sync::OnceCell;
 
 use crate::batch::{BatchError, Batcher};
@@ -34,16 +35,9 @@ impl NatsSink {
     /// Builds the sink. No IO: the connection is made on first use and retried in the
     /// background. Fails only on a template that [`NatsConfig::validate`] would have rejected.
     pub fn new(name: impl Into<String>, config: NatsConfig) -> Result<Self, SinkError> {
-        let compile = |t: &str| {
-            Template::compile(t).map_err(|e| SinkError::misconfigured(format!("template {t:?}: {e}")))
-        };
         let layout = Layout {
             subject: compile(&config.subject)?,
-            headers: config
-                .headers
-                .iter()
-                .map(|(k, v)| Ok((k.clone(), compile(v)?)))
-                .collect::<Result<_, SinkError>>()?,
+            headers: compile_headers(&config.headers)?,
             mode: config.mode,
             jetstream: config.jetstream,
         };

@@ -1,5 +1,6 @@
 //! Event → exchange, routing key, properties and body (pure).
 
+use hookbridge_sink_core::binding::{self, Prefix};
 use hookbridge_sink_core::{Event, Mode, SinkError, Template};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::BasicProperties;
@@ -58,34 +59,16 @@ impl Layout {
                 "exchange and routing key are limited to 255 bytes",
             ));
         }
+        // The binding (sinks/core) says which headers — attributes, kept request headers and
+        // W3C trace context, templates, as every broker sink sends them; AMQP's rules are
+        // applied here: values are long strings, names short strings (at most 255 bytes).
+        let bound = binding::bind(event, self.mode, Prefix::Amqp, &self.headers)?;
         let mut table = FieldTable::default();
-        let (content_type, body) = match self.mode {
-            Mode::Binary => {
-                for (name, value) in event.attributes() {
-                    if name != "datacontenttype" {
-                        table.insert(key(&format!("cloudEvents_{name}"))?, long(&value));
-                    }
-                }
-                (
-                    event.datacontenttype.clone(),
-                    event.data.as_deref().unwrap_or_default().to_vec(),
-                )
-            }
-            Mode::Structured => (
-                Some("application/cloudevents+json".to_owned()),
-                event.to_structured_json(),
-            ),
-        };
-        // Kept request headers and W3C trace context, as every broker sink sends them.
-        for (name, value) in &event.headers {
-            table.insert(key(name)?, long(value));
+        for h in &bound.headers {
+            table.insert(key(h.name.as_str())?, long(&h.value));
         }
-        if let Some(tp) = event.attribute("traceparent") {
-            table.insert(ShortString::from("traceparent"), long(&tp));
-        }
-        for (name, template) in &self.headers {
-            table.insert(key(name)?, long(&render("header", template)?));
-        }
+        let content_type = bound.content_type.map(|c| c.into_owned());
+        let body = bound.body.to_vec();
         // The content type is a short string: one that does not fit travels in the table
         // (`cloudEvents_datacontenttype`) instead.
         let content_type = match content_type {

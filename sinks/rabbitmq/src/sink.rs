@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use hookbridge_sink_core::{ErrorKind, Event, Receipt, Sink, SinkError, Template};
+use hookbridge_sink_core::binding::{compile, compile_headers};
+use hookbridge_sink_core::{ErrorKind, Event, Receipt, Sink, SinkError};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
 use lapin::types::{FieldTable, LongString, ShortString};
 use lapin::Confirmation;
@@ -40,9 +41,6 @@ pub struct RabbitSink {
 impl RabbitSink {
     /// Builds the sink. No IO: the connection is made on first use.
     pub fn new(name: impl Into<String>, config: RabbitConfig) -> Result<Self, SinkError> {
-        let compile = |t: &str| {
-            Template::compile(t).map_err(|e| SinkError::misconfigured(format!("template {t:?}: {e}")))
-        };
         let url = match &config.url {
             None => "amqp://127.0.0.1:5672/%2f".to_owned(),
             Some(UrlRef::Plain(u)) => u.clone(),
@@ -51,11 +49,7 @@ impl RabbitSink {
         let layout = Layout {
             exchange: compile(&config.exchange)?,
             routing_key: compile(&config.routing_key)?,
-            headers: config
-                .headers
-                .iter()
-                .map(|(k, v)| Ok((k.clone(), compile(v)?)))
-                .collect::<Result<_, SinkError>>()?,
+            headers: compile_headers(&config.headers)?,
             mode: config.mode,
             persistent: config.persistent,
             expiration_ms: config.expiration.map(|d| d.0.as_millis()),
