@@ -414,3 +414,41 @@ async fn a_github_delivery_resent_under_fresh_ids_is_a_duplicate() {
     assert_eq!(mem.ids(), ["d-original"], "published once");
     hb.stop().await;
 }
+
+/// A sender cannot set the extensions that steer hookbridge's keys: a `ce-hbbodydigest` or
+/// `ce-hbreplay` of its own is dropped, so it cannot make its event a duplicate of another, nor
+/// get a re-send past the brokers' duplicate window (#26).
+#[tokio::test]
+async fn a_sender_cannot_set_hookbridges_key_extensions() {
+    set_env();
+    let mem = MemorySink::new("mem");
+    let hb = start(CONFIG, vec![("mem", mem.clone() as SinkHandle)]).await;
+    let client = reqwest::Client::new();
+    for id in ["k-1", "k-2"] {
+        let (status, body) = send(
+            client
+                .post(hb.url("/basic"))
+                .basic_auth("hook", Some("hunter2"))
+                .header("ce-specversion", "1.0")
+                .header("ce-id", id)
+                .header("ce-source", "urn:keys")
+                .header("ce-type", "t.keys")
+                .header("ce-hbbodydigest", "same-for-both")
+                .header("ce-hbreplay", "2026-01-01T00:00:00Z")
+                .body("{}"),
+        )
+        .await;
+        assert_eq!(
+            (status, body["status"].as_str()),
+            (200, Some("delivered")),
+            "{id}: {body}"
+        );
+    }
+    let events = mem.events.lock().expect("lock").clone();
+    assert_eq!(events.len(), 2);
+    for e in &events {
+        assert!(!e.extensions.contains_key("hbbodydigest"), "{:?}", e.extensions);
+        assert!(!e.extensions.contains_key("hbreplay"), "{:?}", e.extensions);
+    }
+    hb.stop().await;
+}

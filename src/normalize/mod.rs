@@ -55,6 +55,12 @@ pub struct Context<'a> {
 /// Stamps hookbridge's own extensions on an event.
 pub fn stamp(event: &mut Event, ctx: &Context<'_>) {
     let ext = &mut event.extensions;
+    // Extensions that steer hookbridge's own keys are hookbridge's to set, never a sender's:
+    // `hbbodydigest` (the dedup key of a body-deduplicated source) and `hbreplay` (a replay's
+    // own delivery key). A sender's would let it make its event a duplicate of another one, or
+    // slip a re-send past the brokers' duplicate window.
+    ext.remove("hbbodydigest");
+    ext.remove("hbreplay");
     ext.insert("hbsource".into(), ExtensionValue::from(ctx.source_name));
     ext.insert("hbreceived".into(), ExtensionValue::from(ctx.received));
     ext.insert("hbverifier".into(), ExtensionValue::from(ctx.verifier));
