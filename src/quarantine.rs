@@ -41,6 +41,8 @@ pub struct Rejected<'a> {
     pub headers: &'a HeaderMap,
     /// The body, when it was read.
     pub body: Option<&'a Bytes>,
+    /// The source verifier's own credential headers (never copied).
+    pub credentials: &'a [String],
 }
 
 impl Quarantine {
@@ -73,7 +75,11 @@ impl Quarantine {
     pub fn event(&self, r: &Rejected<'_>, received: &str, id: String) -> Event {
         let mut headers = Map::new();
         for (name, value) in r.headers {
-            if SECRET_HEADERS.contains(&name.as_str()) {
+            if SECRET_HEADERS.contains(&name.as_str())
+                || r.credentials
+                    .iter()
+                    .any(|c| c.eq_ignore_ascii_case(name.as_str()))
+            {
                 continue;
             }
             let v = String::from_utf8_lossy(value.as_bytes()).into_owned();

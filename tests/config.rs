@@ -318,3 +318,23 @@ fn bad_templates_name_the_key() {
     assert_error(&errs, &file, "sinks.bus.subject", "bad template");
     assert_error(&errs, &file, "sinks.bus.headers.x-a", "unclosed");
 }
+
+/// An HTTP sink URL template with a field in the host would let an event choose where the
+/// sink's credentials go: refused at `check` (#26).
+#[test]
+fn a_field_in_the_http_sink_host_is_refused() {
+    let bad = format!(
+        "{BASE}\n[sinks.fwd]\ntype = \"http\"\nurl = \"https://{{subject}}.consumer.example/hooks\"\n"
+    );
+    let errs = config::from_toml_str(&bad, "inline").expect_err("refused");
+    assert!(
+        errs.0
+            .iter()
+            .any(|e| e.key == "sinks.fwd.url" && e.to_string().contains("host")),
+        "{errs}"
+    );
+    let ok = format!(
+        "{BASE}\n[sinks.fwd]\ntype = \"http\"\nurl = \"https://consumer.example/hooks/{{subject}}\"\n"
+    );
+    config::from_toml_str(&ok, "inline").unwrap_or_else(|e| panic!("{e}"));
+}

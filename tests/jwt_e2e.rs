@@ -301,3 +301,48 @@ async fn quarantine_receives_rejected_requests_without_secrets() {
     assert!(q2.ids().is_empty());
     hb.stop().await;
 }
+
+/// A verifier's own credential header (here a custom token header) is never copied into the
+/// quarantine, even when the credential was valid and the request refused for another reason,
+/// and it cannot be kept (#26, #27 item 2).
+#[tokio::test]
+async fn the_quarantine_never_copies_a_custom_credential_header() {
+    let cfg = "[sources.ce]\npath = \"/ce\"\nkind = \"cloudevents\"\nverify = { kind = \"token\", header = \"x-webhook-token\", tokens = { env = \"PATH\" } }\n\
+               [sinks.out]\ntype = \"blackhole\"\n[sinks.quarantine]\ntype = \"blackhole\"\n\
+               [[routes]]\nsinks = [\"out\"]\n[quarantine]\nsink = \"quarantine\"\n";
+    let q = MemorySink::new("quarantine");
+    let hb = start(cfg, vec![("quarantine", q.clone() as SinkHandle)]).await;
+    let token = std::env::var("PATH").expect("PATH");
+    let resp = reqwest::Client::new()
+        .post(hb.url("/ce"))
+        .header("x-webhook-token", &token)
+        .header("content-type", "application/cloudevents+json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status().as_u16(), 400);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while q.ids().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "nothing quarantined");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let events = q.events.lock().expect("lock").clone();
+    let text = String::from_utf8_lossy(events[0].data.as_deref().expect("data")).into_owned();
+    assert!(
+        !text.contains(&token),
+        "the token leaked into the quarantine: {text}"
+    );
+    assert!(!text.contains("x-webhook-token"), "{text}");
+    hb.stop().await;
+    // And it cannot be kept.
+    let kept = cfg.replace(
+        "kind = \"cloudevents\"\n",
+        "kind = \"cloudevents\"\nkeep_headers = [\"X-Webhook-Token\"]\n",
+    );
+    let errs = hookbridge::config::from_toml_str(&kept, "inline").expect_err("refused");
+    assert!(
+        errs.0.iter().any(|e| e.key == "sources.ce.keep_headers[0]"),
+        "{errs}"
+    );
+}

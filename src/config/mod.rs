@@ -761,6 +761,20 @@ fn check_source(
     } else {
         check_cloudevents_verify(c, &format!("{key}.verify"), server)
     };
+    // The verifier's own credential headers (a custom token, JWT, HMAC header) are never kept:
+    // they would be copied into every event.
+    if let (Some(v), Some(kept)) = (&verifier, &keep_headers) {
+        let secret = v.credential_headers();
+        for (i, h) in kept.iter().enumerate() {
+            if secret.iter().any(|s| s.eq_ignore_ascii_case(h)) {
+                c.error(
+                    format!("{key}.keep_headers[{i}]"),
+                    format!("{h:?} carries this source's credential and is never kept"),
+                    None,
+                );
+            }
+        }
+    }
     if !ok {
         return None;
     }

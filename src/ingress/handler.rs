@@ -132,6 +132,7 @@ where
                         field: e.field.as_deref(),
                         headers: &headers,
                         body: None,
+                        credentials: &source.verifier.credential_headers(),
                     });
                 }
                 tracing::info!(source = %source.name, status = e.status.as_u16(), code = e.code, "request refused");
@@ -166,6 +167,7 @@ where
                     field: e.field.as_deref(),
                     headers: &headers,
                     body,
+                    credentials: &source.verifier.credential_headers(),
                 });
             }
         };

@@ -131,6 +131,22 @@ impl VerifierConfig {
         )
     }
 
+    /// The headers this verifier reads a credential from beyond the well-known ones
+    /// ([`SECRET_HEADERS`]): a custom token, JWT or HMAC signature header (and an HMAC's signed
+    /// timestamp). They are never quarantined and never kept.
+    pub fn credential_headers(&self) -> Vec<String> {
+        match self {
+            VerifierConfig::Token { header, .. } => vec![header.clone()],
+            VerifierConfig::Hmac { spec, .. } => {
+                let mut out = vec![spec.header.clone()];
+                out.extend(spec.timestamp_header.clone());
+                out
+            }
+            VerifierConfig::Jwt { spec, .. } => vec![spec.header.clone()],
+            _ => Vec::new(),
+        }
+    }
+
     /// The verifier's kind, recorded in the `hbverifier` extension.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -20,8 +20,8 @@ pub enum TemplateError {
     /// At render time, the event has no such attribute.
     #[error("the event has no attribute {0:?}")]
     Missing(String),
-    /// At render time, a URL path segment would be `.` or `..`.
-    #[error("the value of {0:?} would be a dot segment of the URL path")]
+    /// At render time, a URL path segment would be `.` or `..` (the segment).
+    #[error("the rendered URL path has a dot segment {0:?}")]
     DotSegment(String),
 }
 
@@ -133,30 +133,53 @@ impl Template {
     /// parsers resolve as a step up even when encoded, is refused.
     pub fn render_url(&self, event: &Event) -> Result<String, TemplateError> {
         let mut out = String::new();
-        let mut in_path = true;
-        for (i, part) in self.parts.iter().enumerate() {
+        for part in &self.parts {
             match part {
-                Part::Literal(l) => {
-                    in_path &= !l.contains(['?', '#']);
-                    out.push_str(l);
-                }
+                Part::Literal(l) => out.push_str(l),
                 Part::Field(f) => {
                     let value = event
                         .attribute(f)
                         .ok_or_else(|| TemplateError::Missing(f.clone()))?;
-                    let whole_segment = out.ends_with('/')
-                        && self.parts.get(i + 1).is_none_or(|next| match next {
-                            Part::Literal(l) => l.starts_with(['/', '?', '#']),
-                            Part::Field(_) => false,
-                        });
-                    if in_path && whole_segment && !value.is_empty() && value.bytes().all(|b| b == b'.') {
-                        return Err(TemplateError::DotSegment(f.clone()));
-                    }
                     percent_encode_into(&value, &mut out);
                 }
             }
         }
+        // Dots are not encoded (they are unreserved), so fields — alone, together, or next to a
+        // literal dot — can still make a `.` or `..` segment, which URL parsers resolve as a
+        // step (`%2e` too): any in the rendered path is refused.
+        let after_scheme = out.find("://").map_or(0, |i| i + 3);
+        let path_start = out[after_scheme..].find('/').map(|i| after_scheme + i);
+        if let Some(start) = path_start {
+            let path = &out[start..];
+            let path = &path[..path.find(['?', '#']).unwrap_or(path.len())];
+            for segment in path.split('/') {
+                let decoded = segment.replace("%2e", ".").replace("%2E", ".");
+                if decoded == "." || decoded == ".." {
+                    return Err(TemplateError::DotSegment(segment.to_owned()));
+                }
+            }
+        }
         Ok(out)
+    }
+
+    /// Whether a field stands in the scheme or authority (host, port, user) of a URL template:
+    /// an event could then choose where a sink sends its credentials.
+    pub fn has_field_in_authority(&self) -> bool {
+        let mut seen = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Literal(l) => seen.push_str(l),
+                Part::Field(_) => {
+                    let Some(i) = seen.find("://") else {
+                        return true; // in the scheme
+                    };
+                    if !seen[i + 3..].contains(['/', '?', '#']) {
+                        return true;
+                    }
+                }
+            }
+        }
+        false
     }
 }
 
@@ -238,7 +261,23 @@ mod tests {
             "http://h/hooks/..%2F..%2Fadmin%3Fx%3D?c=1%26token%3D2%23f"
         );
         e.subject = Some("..".into());
-        assert_eq!(t.render_url(&e), Err(TemplateError::DotSegment("subject".into())));
+        assert_eq!(t.render_url(&e), Err(TemplateError::DotSegment("..".into())));
+        // Dot segments made of a literal dot and a field, or of two fields, are refused too.
+        for src in [
+            "http://h/x/.{subject}/y",
+            "http://h/x/{subject}{subject}/y",
+            "http://h/{subject}./",
+        ] {
+            let mut e = event();
+            e.subject = Some(".".into());
+            let t = Template::compile(src).expect("compile");
+            assert!(
+                matches!(t.render_url(&e), Err(TemplateError::DotSegment(_))),
+                "{src}"
+            );
+        }
+        let mut e = event();
+        e.id = "1&token=2#f".into();
         e.subject = Some("a b/ü".into());
         assert_eq!(
             t.render_url(&e).expect("render"),
@@ -251,6 +290,25 @@ mod tests {
             t.render_url(&e).expect("render"),
             "http://h/it.fic.clients.create.json?v=.."
         );
+    }
+
+    #[test]
+    fn fields_in_the_authority_are_found() {
+        for (src, want) in [
+            ("http://{subject}/hooks", true),
+            ("https://{hbsource}.consumer.example/", true),
+            ("http://h:{id}/", true),
+            ("{type}://h/", true),
+            ("http://h/{subject}", false),
+            ("http://h?x={id}", false),
+            ("http://h", false),
+        ] {
+            assert_eq!(
+                Template::compile(src).expect(src).has_field_in_authority(),
+                want,
+                "{src}"
+            );
+        }
     }
 
     #[test]

@@ -72,6 +72,12 @@ impl HttpConfig {
             Ok(_) if !(self.url.starts_with("http://") || self.url.starts_with("https://")) => {
                 errors.push(("url".to_owned(), "must start with http:// or https://".to_owned()));
             }
+            Ok(t) if t.has_field_in_authority() => errors.push((
+                "url".to_owned(),
+                "a template field in the host or port would let an event choose where the \
+                 sink's credentials and signature go; use fields in the path or query only"
+                    .to_owned(),
+            )),
             Ok(_) => {}
         }
         for (name, value) in &self.headers {

@@ -24,9 +24,13 @@ pub struct Message {
     pub payload: Bytes,
 }
 
-/// A subject value with the characters a token cannot hold replaced by `_`.
+/// Longest subject published (NATS's control line is 4 KiB by default).
+pub const MAX_SUBJECT: usize = 1024;
+
+/// A subject value with the characters a token cannot hold (whitespace, control characters,
+/// wildcards) replaced by `_`.
 pub fn escape_subject_value(value: &str) -> String {
-    let bad = |c: char| c.is_whitespace() || c == '*' || c == '>';
+    let bad = |c: char| c.is_whitespace() || c.is_control() || c == '*' || c == '>';
     if !value.contains(bad) {
         return value.to_owned();
     }
@@ -62,7 +66,16 @@ impl Layout {
             .map_err(|e| SinkError::rejected(format!("subject template {:?}: {e}", self.subject.as_str())))?;
         if subject.split('.').any(str::is_empty) {
             return Err(SinkError::rejected(format!(
-                "subject {subject:?} has an empty token"
+                "subject {:?} has an empty token",
+                subject.escape_debug()
+            )));
+        }
+        // A subject longer than the server's control line (4 KiB by default) drops the whole
+        // connection, failing every publish in flight: refused, permanently, well before.
+        if subject.len() > MAX_SUBJECT {
+            return Err(SinkError::rejected(format!(
+                "subject of {} bytes; at most {MAX_SUBJECT}",
+                subject.len()
             )));
         }
         // The binding (sinks/core) says which headers; NATS's rules are applied here: every
@@ -166,6 +179,21 @@ mod tests {
             .build(&e)
             .expect_err("refused");
         assert!(!err.is_retryable());
+    }
+
+    #[test]
+    fn a_long_or_control_character_subject_is_refused_or_escaped() {
+        let mut e = event();
+        e.ty = "a".repeat(5000);
+        let err = layout("fic.{type}", Mode::Binary, true)
+            .build(&e)
+            .expect_err("long");
+        assert!(!err.is_retryable());
+        e.ty = "t\0x\u{7f}y".into();
+        let m = layout("fic.{type}", Mode::Binary, true)
+            .build(&e)
+            .expect("escaped");
+        assert_eq!(m.subject, "fic.t_x_y");
     }
 
     #[test]

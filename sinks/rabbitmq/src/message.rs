@@ -34,6 +34,10 @@ fn long(s: &str) -> AMQPValue {
 /// panics beyond that.
 const SHORT_MAX: usize = 255;
 
+/// Most bytes of the header table (one frame carries all properties; RabbitMQ's default frame
+/// is 128 KiB).
+const MAX_HEADER_TABLE: usize = 64 * 1024;
+
 /// A header-table key: refused, naming it, if it cannot be a short string — never a panic.
 fn key(name: &str) -> Result<ShortString, SinkError> {
     if name.len() > SHORT_MAX {
@@ -64,8 +68,18 @@ impl Layout {
         // applied here: values are long strings, names short strings (at most 255 bytes).
         let bound = binding::bind(event, self.mode, Prefix::Amqp, &self.headers)?;
         let mut table = FieldTable::default();
+        // The properties travel in one frame: a header table over the negotiated frame size
+        // (128 KiB by default) makes RabbitMQ close the whole connection, failing every publish
+        // in flight. Refused, permanently, well below it.
+        let mut table_bytes = 0usize;
         for h in &bound.headers {
+            table_bytes += 1 + h.name.as_str().len() + 5 + h.value.len();
             table.insert(key(h.name.as_str())?, long(&h.value));
+        }
+        if table_bytes > MAX_HEADER_TABLE {
+            return Err(SinkError::rejected(format!(
+                "headers of {table_bytes} bytes; AMQP properties hold at most {MAX_HEADER_TABLE} here"
+            )));
         }
         let content_type = bound.content_type.map(|c| c.into_owned());
         let body = bound.body.to_vec();
@@ -207,6 +221,21 @@ mod tests {
             .build(&e, 0)
             .expect_err("refused")
             .is_retryable());
+    }
+
+    #[test]
+    fn a_header_table_over_the_frame_is_refused() {
+        let mut e = event();
+        e.extensions
+            .insert("big".into(), "b".repeat(200_000).as_str().into());
+        for mode in [Mode::Binary, Mode::Structured] {
+            let mut e = e.clone();
+            if mode == Mode::Structured {
+                e.headers.push(("x-big".into(), "b".repeat(200_000)));
+            }
+            let err = layout(mode).build(&e, 0).expect_err("too big");
+            assert!(!err.is_retryable(), "{mode:?}");
+        }
     }
 
     #[test]
