@@ -306,3 +306,56 @@ async fn a_removed_sink_has_its_backlog_parked_and_replayable_elsewhere() {
     assert_eq!(spool.parked(), 0);
     hb.stop().await;
 }
+
+/// Takes nothing until some event other than `head` arrives (the outage ends just then), then
+/// everything.
+struct EndsOnProbe {
+    up: AtomicBool,
+    got: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl Sink for EndsOnProbe {
+    fn name(&self) -> &str {
+        "out"
+    }
+    fn kind(&self) -> &'static str {
+        "ends-on-probe"
+    }
+    async fn publish(&self, event: &Event) -> Result<Receipt, SinkError> {
+        if event.id != "head" {
+            self.up.store(true, Ordering::SeqCst);
+        }
+        if !self.up.load(Ordering::SeqCst) {
+            return Err(SinkError::unavailable("down"));
+        }
+        self.got.lock().expect("lock").push(event.id.clone());
+        Ok(Receipt::new("out"))
+    }
+    async fn health(&self) -> Result<(), SinkError> {
+        Ok(())
+    }
+    async fn shutdown(&self) {}
+}
+
+/// The outage ends between the head's last attempt and the probe: the probe goes through, and
+/// the head is tried once more before being given up — it is delivered, not parked (this race
+/// parked it, seen once in CI).
+#[tokio::test]
+async fn an_outage_ending_at_the_probe_parks_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let cfg = config(dir.path(), &["out"], "max_attempts = 3\nstrict_order = [\"out\"]");
+    let out = Arc::new(EndsOnProbe {
+        up: AtomicBool::new(false),
+        got: Mutex::new(Vec::new()),
+    });
+    let hb = common::start(&cfg, vec![("out", out.clone() as SinkHandle)]).await;
+    spooled(&hb.url("/events"), &["head".to_owned(), "next".to_owned()]).await;
+    eventually("both delivered", || {
+        let got = out.got.lock().expect("lock").clone();
+        got.contains(&"head".to_owned()) && got.contains(&"next".to_owned())
+    })
+    .await;
+    assert_eq!(hb.app.spool.clone().expect("spool").parked(), 0);
+    hb.stop().await;
+}

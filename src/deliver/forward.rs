@@ -116,6 +116,8 @@ pub const CRASH_LIMIT: u32 = 3;
 
 /// What to do about a failed publish.
 enum Verdict {
+    /// It went through after all (on the confirming attempt after a probe).
+    Delivered,
     /// Try the same event again after the delay.
     Retry(Duration),
     /// Give up on it: dead-letter sink or parked.
@@ -261,6 +263,9 @@ impl Forwarder {
             let seq = *seq;
             if let Err(e) = result {
                 match self.judge(seq, event, &e).await {
+                    Verdict::Delivered => {
+                        tracing::debug!(sink = %name, event_id = ?event.id, seq, "spooled event delivered");
+                    }
                     Verdict::Retry(delay) => {
                         retry = Some(delay);
                         break;
@@ -338,6 +343,14 @@ impl Forwarder {
             // Used up its attempts. Give it up only if the sink takes other events: during an
             // outage every event fails, and parking them one by one would lose their order.
             if self.sink_takes_a_later_event(seq).await {
+                // The sink took another event; try this one once more before giving it up: if
+                // an outage ended between its last attempt and the probe, it goes through now.
+                if publish(&self.sink, event, self.settings.publish_timeout)
+                    .await
+                    .is_ok()
+                {
+                    return Verdict::Delivered;
+                }
                 return Verdict::Dead(DeadReason::Exhausted);
             }
             tracing::warn!(sink = %name, event_id = ?event.id, seq, attempt = self.attempt, error = %e,
