@@ -348,16 +348,21 @@ async fn spool_mode_dead_letters_rejected_and_exhausted_events() {
         Some("exhausted"),
         "{down:?}"
     );
+    // max_attempts tries, then — the probe having gone through — one confirming try.
     assert_eq!(
         down.get("ce-hbdlattempts").map(String::as_str),
-        Some("3"),
+        Some("4"),
         "{down:?}"
     );
     assert!(
         down.get("ce-hbdlerror").is_some_and(|e| e.contains("503")),
         "{down:?}"
     );
-    assert_eq!(rx.hits_of("down:sp-down"), 3, "exactly max_attempts tries");
+    assert_eq!(
+        rx.hits_of("down:sp-down"),
+        4,
+        "max_attempts tries and the confirming one"
+    );
     let mut got = rx.wait_for(2).await;
     got.sort();
     got.dedup(); // the event behind it may arrive twice (once as the probe)

@@ -351,6 +351,7 @@ impl Forwarder {
                 {
                     return Verdict::Delivered;
                 }
+                self.attempt = self.attempt.saturating_add(1);
                 return Verdict::Dead(DeadReason::Exhausted);
             }
             tracing::warn!(sink = %name, event_id = ?event.id, seq, attempt = self.attempt, error = %e,
