@@ -114,6 +114,21 @@ where
         tracing::warn!(source = %source.name, "too many {what} requests in flight");
         reply::error(&ErrorReply::unavailable("overloaded", server.retry_after))
     };
+    let quarantine = |e: &ErrorReply, body: Option<&Bytes>| {
+        let rejected = matches!(e.status.as_u16(), 400 | 401 | 413);
+        if let (true, Some(q)) = (rejected, &app.quarantine) {
+            q.submit(&crate::quarantine::Rejected {
+                source: &source.name,
+                path: &source.path,
+                reason: e.code,
+                status: e.status.as_u16(),
+                field: e.field.as_deref(),
+                headers: &headers,
+                body,
+                credentials: &source.verifier.credential_headers(),
+            });
+        }
+    };
     // A credential in the headers is checked before the body is read and before a request slot
     // is taken; a body-signed request reads its body under a slot of its own (at most
     // `max_unauthenticated` of them), and takes a request slot only once it verified. So
@@ -123,18 +138,7 @@ where
             Ok(v) => Some(v),
             Err(e) => {
                 let e = refused(source, e);
-                if let Some(q) = &app.quarantine {
-                    q.submit(&crate::quarantine::Rejected {
-                        source: &source.name,
-                        path: &source.path,
-                        reason: e.code,
-                        status: e.status.as_u16(),
-                        field: e.field.as_deref(),
-                        headers: &headers,
-                        body: None,
-                        credentials: &source.verifier.credential_headers(),
-                    });
-                }
+                quarantine(&e, None);
                 tracing::info!(source = %source.name, status = e.status.as_u16(), code = e.code, "request refused");
                 return reply::error(&e);
             }
@@ -156,21 +160,6 @@ where
         pre_auth = Some(p);
     }
     let work = async {
-        let quarantine = |e: &ErrorReply, body: Option<&Bytes>| {
-            let rejected = matches!(e.status.as_u16(), 400 | 401 | 413);
-            if let (true, Some(q)) = (rejected, &app.quarantine) {
-                q.submit(&crate::quarantine::Rejected {
-                    source: &source.name,
-                    path: &source.path,
-                    reason: e.code,
-                    status: e.status.as_u16(),
-                    field: e.field.as_deref(),
-                    headers: &headers,
-                    body,
-                    credentials: &source.verifier.credential_headers(),
-                });
-            }
-        };
         let body = match tokio::time::timeout(
             server.body_timeout,
             read_capped(&headers, body, server.body_limit),
@@ -244,8 +233,7 @@ where
 /// 32 hex digits of SHA-256 over the raw body.
 fn body_digest(body: &[u8]) -> String {
     use sha2::Digest as _;
-    let d = sha2::Sha256::digest(body);
-    d[..16].iter().map(|b| format!("{b:02x}")).collect()
+    hookbridge_sink_core::short_hex(&sha2::Sha256::digest(body))
 }
 
 /// A failed verification: counted, answered 401 with its reason.

@@ -140,13 +140,7 @@ impl Event {
             h.update((part.len() as u64).to_le_bytes());
             h.update(part.as_bytes());
         }
-        let digest = h.finalize();
-        let mut out = String::with_capacity(32);
-        for b in &digest[..16] {
-            out.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
-            out.push(char::from_digit(u32::from(b & 0xf), 16).unwrap_or('0'));
-        }
-        out
+        short_hex(&h.finalize())
     }
 
     /// The value of any context attribute or extension by its CloudEvents name, as text.
@@ -365,6 +359,16 @@ mod tests {
 /// value survives header transports. Decoders that do not decode still see the plain ASCII text.
 pub fn encode_header_value(value: &str) -> String {
     header_value_text(value).into_owned()
+}
+
+/// The first 128 bits of a digest as 32 lower-case hex digits (delivery keys, body digests).
+pub fn short_hex(digest: &[u8]) -> String {
+    let mut out = String::with_capacity(32);
+    for b in digest.iter().take(16) {
+        out.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0'));
+        out.push(char::from_digit(u32::from(b & 0xf), 16).unwrap_or('0'));
+    }
+    out
 }
 
 /// [`encode_header_value`], borrowing `value` when nothing in it needs escaping (the usual case).

@@ -19,7 +19,8 @@ mod template;
 pub use blackhole::{BlackholeConfig, BlackholeSink};
 pub use error::{ErrorKind, SinkError};
 pub use event::{
-    encode_header_value, header_value_text, is_json_content_type, Event, ExtensionValue, Mode, SPEC_VERSION,
+    encode_header_value, header_value_text, is_json_content_type, short_hex, Event, ExtensionValue, Mode,
+    SPEC_VERSION,
 };
 pub use receipt::Receipt;
 pub use sink::{Sink, SinkHandle};

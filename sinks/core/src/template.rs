@@ -129,21 +129,10 @@ impl Template {
 impl Template {
     /// Renders a URL template: each field value is percent-encoded (every byte but RFC 3986's
     /// unreserved characters), so a value can never add a path segment, a query parameter or a
-    /// fragment of its own. A value that is a whole path segment of dots (`.`, `..`), which URL
-    /// parsers resolve as a step up even when encoded, is refused.
+    /// fragment of its own. A rendered path with a `.` or `..` segment, which URL parsers
+    /// resolve as a step up even when encoded, is refused.
     pub fn render_url(&self, event: &Event) -> Result<String, TemplateError> {
-        let mut out = String::new();
-        for part in &self.parts {
-            match part {
-                Part::Literal(l) => out.push_str(l),
-                Part::Field(f) => {
-                    let value = event
-                        .attribute(f)
-                        .ok_or_else(|| TemplateError::Missing(f.clone()))?;
-                    percent_encode_into(&value, &mut out);
-                }
-            }
-        }
+        let out = self.render_with(event, percent_encode)?;
         // Dots are not encoded (they are unreserved), so fields — alone, together, or next to a
         // literal dot — can still make a `.` or `..` segment, which URL parsers resolve as a
         // step (`%2e` too): any in the rendered path is refused.
@@ -183,8 +172,9 @@ impl Template {
     }
 }
 
-/// Appends `value` with every byte but `A-Z a-z 0-9 - . _ ~` as `%XX`.
-fn percent_encode_into(value: &str, out: &mut String) {
+/// `value` with every byte but `A-Z a-z 0-9 - . _ ~` as `%XX`.
+fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
     for b in value.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
             out.push(b as char);
@@ -192,6 +182,7 @@ fn percent_encode_into(value: &str, out: &mut String) {
             out.push_str(&format!("%{b:02X}"));
         }
     }
+    out
 }
 
 impl fmt::Display for Template {

@@ -219,25 +219,37 @@ struct Loaded {
     next_seq: u64,
 }
 
-/// Creates the tables if missing and stores the high-water mark: the first write after an open,
-/// and the probe that proves the file can be written again after an I/O error.
+/// Creates the tables if missing, counts them and stores the high-water mark, in one fsynced
+/// transaction: the first write after an open, and the probe that proves the file can be
+/// written again after an I/O error.
 fn prepare(db: &Database, at_least: u64) -> Result<Loaded, SpoolError> {
-    let loaded = load(db, at_least)?;
     let txn = db.begin_write().map_err(io)?; // Durability::Immediate: fsynced
-    {
-        for def in [EVENTS, RETAINED] {
-            txn.open_table(def).map_err(io)?;
-        }
-        txn.open_table(CURSORS).map_err(io)?;
-        txn.open_table(PARKED).map_err(io)?;
+    let loaded = {
         let mut meta = txn.open_table(META).map_err(io)?;
+        let loaded = load(
+            &txn.open_table(CURSORS).map_err(io)?,
+            &meta,
+            &txn.open_table(EVENTS).map_err(io)?,
+            &txn.open_table(RETAINED).map_err(io)?,
+            &txn.open_table(PARKED).map_err(io)?,
+            at_least,
+        )?;
         meta.insert(NEXT_SEQ, loaded.next_seq).map_err(io)?;
-    }
+        loaded
+    };
     txn.commit().map_err(io)?;
     Ok(loaded)
 }
 
-fn load(db: &Database, at_least: u64) -> Result<Loaded, SpoolError> {
+/// Counts the tables (of a read or a write transaction).
+fn load(
+    cursors: &impl ReadableTable<&'static str, u64>,
+    meta: &impl ReadableTable<&'static str, u64>,
+    events: &impl ReadableTable<u64, &'static [u8]>,
+    retained: &impl ReadableTable<u64, &'static [u8]>,
+    parked: &impl ReadableTable<(u64, &'static str), &'static [u8]>,
+    at_least: u64,
+) -> Result<Loaded, SpoolError> {
     let mut out = Loaded {
         committed: Usage::default(),
         retained: Usage::default(),
@@ -245,71 +257,39 @@ fn load(db: &Database, at_least: u64) -> Result<Loaded, SpoolError> {
         backlog: BTreeMap::new(),
         next_seq: at_least.max(1),
     };
-    let txn = db.begin_read().map_err(io)?;
-    let missing = |e: &redb::TableError| matches!(e, redb::TableError::TableDoesNotExist(_));
-    let mut cursors = BTreeMap::new();
-    match txn.open_table(CURSORS) {
-        Ok(table) => {
-            for entry in table.iter().map_err(io)? {
-                let (k, v) = entry.map_err(io)?;
-                cursors.insert(k.value().to_owned(), v.value());
-                out.next_seq = out.next_seq.max(v.value() + 1);
-            }
-        }
-        Err(e) if missing(&e) => {}
-        Err(e) => return Err(io(e)),
+    let mut positions = BTreeMap::new();
+    for entry in cursors.iter().map_err(io)? {
+        let (k, v) = entry.map_err(io)?;
+        positions.insert(k.value().to_owned(), v.value());
+        out.next_seq = out.next_seq.max(v.value() + 1);
     }
-    match txn.open_table(META) {
-        Ok(table) => {
-            if let Some(v) = table.get(NEXT_SEQ).map_err(io)? {
-                out.next_seq = out.next_seq.max(v.value());
-            }
-        }
-        Err(e) if missing(&e) => {}
-        Err(e) => return Err(io(e)),
+    if let Some(v) = meta.get(NEXT_SEQ).map_err(io)? {
+        out.next_seq = out.next_seq.max(v.value());
     }
-    match txn.open_table(EVENTS) {
-        Ok(table) => {
-            for entry in table.iter().map_err(io)? {
-                let (k, v) = entry.map_err(io)?;
-                let seq = k.value();
-                out.committed.add(1, v.value().len() as u64);
-                out.next_seq = out.next_seq.max(seq + 1);
-                if let Ok(mut t) = serde_json::from_slice::<Targets>(v.value()) {
-                    t.targets.sort();
-                    t.targets.dedup();
-                    for t in t.targets {
-                        if cursors.get(&t).copied().unwrap_or(0) < seq {
-                            *out.backlog.entry(t).or_default() += 1;
-                        }
-                    }
+    for entry in events.iter().map_err(io)? {
+        let (k, v) = entry.map_err(io)?;
+        let seq = k.value();
+        out.committed.add(1, v.value().len() as u64);
+        out.next_seq = out.next_seq.max(seq + 1);
+        if let Ok(mut t) = serde_json::from_slice::<Targets>(v.value()) {
+            t.targets.sort();
+            t.targets.dedup();
+            for t in t.targets {
+                if positions.get(&t).copied().unwrap_or(0) < seq {
+                    *out.backlog.entry(t).or_default() += 1;
                 }
             }
         }
-        Err(e) if missing(&e) => {}
-        Err(e) => return Err(io(e)),
     }
-    match txn.open_table(RETAINED) {
-        Ok(table) => {
-            for entry in table.iter().map_err(io)? {
-                let (k, v) = entry.map_err(io)?;
-                out.retained.add(1, v.value().len() as u64);
-                out.next_seq = out.next_seq.max(k.value() + 1);
-            }
-        }
-        Err(e) if missing(&e) => {}
-        Err(e) => return Err(io(e)),
+    for entry in retained.iter().map_err(io)? {
+        let (k, v) = entry.map_err(io)?;
+        out.retained.add(1, v.value().len() as u64);
+        out.next_seq = out.next_seq.max(k.value() + 1);
     }
-    match txn.open_table(PARKED) {
-        Ok(table) => {
-            for entry in table.iter().map_err(io)? {
-                let (k, _) = entry.map_err(io)?;
-                out.parked += 1;
-                out.next_seq = out.next_seq.max(k.value().0 + 1);
-            }
-        }
-        Err(e) if missing(&e) => {}
-        Err(e) => return Err(io(e)),
+    for entry in parked.iter().map_err(io)? {
+        let (k, _) = entry.map_err(io)?;
+        out.parked += 1;
+        out.next_seq = out.next_seq.max(k.value().0 + 1);
     }
     Ok(out)
 }
@@ -340,13 +320,13 @@ impl Spool {
         let (tx, rx) = mpsc::channel::<Append>(4096);
         let new_data = Arc::new(Notify::new());
         let reopens = Arc::new(AtomicU64::new(0));
-        let writer = Writer {
+        let writer = Writer(Recovery {
             store: store.clone(),
             counts: counts.clone(),
             next_seq: next_seq.clone(),
             new_data: new_data.clone(),
             reopens: reopens.clone(),
-        };
+        });
         let handle = std::thread::Builder::new()
             .name("hookbridge-spool".into())
             .spawn(move || writer.run(rx))
@@ -700,7 +680,15 @@ impl Spool {
     /// drifted. Blocking; for tests and audits.
     pub fn audit(&self) -> Result<(Audit, Audit), SpoolError> {
         self.store.paused(|db| {
-            let loaded = load(db, 1)?;
+            let txn = db.begin_read().map_err(io)?;
+            let loaded = load(
+                &txn.open_table(CURSORS).map_err(io)?,
+                &txn.open_table(META).map_err(io)?,
+                &txn.open_table(EVENTS).map_err(io)?,
+                &txn.open_table(RETAINED).map_err(io)?,
+                &txn.open_table(PARKED).map_err(io)?,
+                1,
+            )?;
             let counted = Audit {
                 events: (loaded.committed.events, loaded.committed.bytes),
                 retained: (loaded.retained.events, loaded.retained.bytes),
@@ -897,13 +885,8 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// The writer thread: group commit. Everything queued when a commit starts shares its fsync.
-struct Writer {
-    store: Arc<Store>,
-    counts: Shared,
-    next_seq: Arc<AtomicU64>,
-    new_data: Arc<Notify>,
-    reopens: Arc<AtomicU64>,
-}
+/// (It holds what a recovery touches: the store, counts, numbering and wake-ups.)
+struct Writer(Recovery);
 
 impl Writer {
     fn run(self, mut rx: mpsc::Receiver<Append>) {
@@ -915,18 +898,12 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            if self.store.fault().is_some() {
-                Recovery {
-                    store: self.store.clone(),
-                    next_seq: self.next_seq.clone(),
-                    counts: self.counts.clone(),
-                    reopens: self.reopens.clone(),
-                    new_data: self.new_data.clone(),
-                }
-                .run();
+            let w = &self.0;
+            if w.store.fault().is_some() {
+                w.run();
             }
-            let result = self.store.write(|db| {
-                let start = self.next_seq.load(Ordering::SeqCst);
+            let result = w.store.write(|db| {
+                let start = w.next_seq.load(Ordering::SeqCst);
                 let next = start + batch.len() as u64;
                 let txn = db.begin_write().map_err(io)?; // Durability::Immediate: fsync on commit
                 {
@@ -938,8 +915,8 @@ impl Writer {
                     meta.insert(NEXT_SEQ, next).map_err(io)?;
                 }
                 txn.commit().map_err(io)?;
-                self.next_seq.store(next, Ordering::SeqCst);
-                let mut counts = lock(&self.counts);
+                w.next_seq.store(next, Ordering::SeqCst);
+                let mut counts = lock(&w.counts);
                 for a in &mut batch {
                     a.reservation.commit(&mut counts, &a.targets);
                 }
@@ -950,7 +927,7 @@ impl Writer {
                     for (i, a) in batch.into_iter().enumerate() {
                         let _ = a.reply.send(Ok(start + i as u64));
                     }
-                    self.new_data.notify_waiters();
+                    w.new_data.notify_waiters();
                 }
                 Err(e) => {
                     tracing::error!(error = %e, "spool write failed");
