@@ -23,6 +23,7 @@ async fn run(concurrency: usize, events: usize) -> f64 {
         Limits {
             max_events: u64::MAX,
             max_bytes: u64::MAX,
+            max_parked: u64::MAX,
         },
     )
     .expect("open");

@@ -40,8 +40,9 @@ pub struct App {
     pub deliverer: Arc<Deliverer>,
     shutting_down: AtomicBool,
     in_flight: Arc<Semaphore>,
-    /// Slots for requests to body-signed sources while their body is read and verified.
-    unauthenticated: Arc<Semaphore>,
+    /// Slots for requests to a body-signed source while their body is read and verified: a
+    /// pool per source, so a flood on one path cannot starve another source.
+    unauthenticated: HashMap<String, Arc<Semaphore>>,
     /// The spool, when a source uses `delivery = "spool"`.
     pub spool: Option<Arc<Spool>>,
     /// Sink indices a sync-mode source can reach: only their health decides readiness.
@@ -54,7 +55,20 @@ pub struct App {
     stop_forwarders: tokio::sync::watch::Sender<bool>,
     /// Forwarders of this app still running (each holds a count while it lives).
     forwarders_alive: Arc<std::sync::atomic::AtomicUsize>,
+    /// Each sink's last health result and when it was taken (see [`App::sink_health`]).
+    health: Vec<tokio::sync::Mutex<Option<CachedHealth>>>,
 }
+
+/// A sink's health result and when it was taken.
+type CachedHealth = (std::time::Instant, Result<(), String>);
+
+/// How long a sink's health result is reused: `/readyz` polled by many probes (or flooded)
+/// costs at most one check per sink per this interval — a Kafka check is a metadata fetch on
+/// the blocking pool the spool also needs.
+pub const HEALTH_CACHED_FOR: Duration = Duration::from_secs(1);
+
+/// How long one sink's health check may take before it counts as down.
+pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl App {
     /// Builds every sink from the configuration. No network IO happens here: sinks connect
@@ -121,6 +135,7 @@ impl App {
             let limits = Limits {
                 max_events: config.spool.max_events,
                 max_bytes: config.spool.max_bytes,
+                max_parked: config.spool.max_parked,
             };
             Some(Spool::open(&config.spool.dir, limits)?)
         } else {
@@ -141,12 +156,25 @@ impl App {
                 config.server.publish_timeout,
             ))
         });
+        let health = deliverer
+            .sinks()
+            .iter()
+            .map(|_| tokio::sync::Mutex::new(None))
+            .collect();
         Ok(Arc::new(App {
             sources,
             deliverer,
             shutting_down: AtomicBool::new(false),
             in_flight: Arc::new(Semaphore::new(config.server.max_in_flight)),
-            unauthenticated: Arc::new(Semaphore::new(config.server.max_unauthenticated)),
+            unauthenticated: config
+                .sources
+                .iter()
+                .filter(|s| !s.verifier.header_only())
+                .map(|s| {
+                    let pool = Arc::new(Semaphore::new(config.server.max_unauthenticated));
+                    (s.name.clone(), pool)
+                })
+                .collect(),
             spool,
             sync_sinks,
             forwarders: std::sync::Mutex::new(Vec::new()),
@@ -163,6 +191,7 @@ impl App {
                 .collect(),
             stop_forwarders: tokio::sync::watch::Sender::new(false),
             forwarders_alive: Arc::default(),
+            health,
             config,
         }))
     }
@@ -200,11 +229,12 @@ impl App {
         self.in_flight.clone().try_acquire_owned().ok()
     }
 
-    /// A slot for one request to a body-signed source while its body is read and verified, or
-    /// `None` when `max_unauthenticated` are already doing so. It does not count against
-    /// `max_in_flight`: unauthenticated senders cannot take the slots authenticated ones need.
-    pub fn try_enter_unauthenticated(&self) -> Option<OwnedSemaphorePermit> {
-        self.unauthenticated.clone().try_acquire_owned().ok()
+    /// A slot for one request to the body-signed source `source` while its body is read and
+    /// verified, or `None` when `max_unauthenticated` requests to that source are already doing
+    /// so. It does not count against `max_in_flight`: unauthenticated senders cannot take the
+    /// slots authenticated ones need, and each source has its own pool.
+    pub fn try_enter_unauthenticated(&self, source: &str) -> Option<OwnedSemaphorePermit> {
+        self.unauthenticated.get(source)?.clone().try_acquire_owned().ok()
     }
 
     /// Waits until no webhook request is in flight, at most `timeout`. Returns whether it drained.
@@ -228,6 +258,29 @@ impl App {
                 }
             }
         }
+    }
+
+    /// The health of the sink at `index`: `Err` with the reason when it is down. Checked at most
+    /// once per [`HEALTH_CACHED_FOR`]; callers arriving while a check runs wait for its result
+    /// rather than starting their own.
+    pub async fn sink_health(&self, index: usize) -> Result<(), String> {
+        let sink = &self.deliverer.sinks()[index];
+        let Some(slot) = self.health.get(index) else {
+            return Ok(());
+        };
+        let mut cached = slot.lock().await;
+        if let Some((at, result)) = cached.as_ref() {
+            if at.elapsed() < HEALTH_CACHED_FOR {
+                return result.clone();
+            }
+        }
+        let result = match tokio::time::timeout(HEALTH_TIMEOUT, sink.health()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("health check took longer than {HEALTH_TIMEOUT:?}")),
+        };
+        *cached = Some((std::time::Instant::now(), result.clone()));
+        result
     }
 
     /// Whether sink `index` can be reached by a sync-mode source (its outage refuses events).
@@ -414,6 +467,7 @@ impl Live {
         let old = self.get();
         if config.server.listen != old.config.server.listen
             || config.server.admin_listen != old.config.server.admin_listen
+            || config.server.probe_listen != old.config.server.probe_listen
         {
             tracing::warn!("listener addresses changed: they take effect at the next restart");
         }

@@ -74,37 +74,22 @@ enum Command {
     /// Re-publish events the spool retained (or parked dead letters), through the running
     /// server's admin endpoint (server.admin_listen) or, when it is stopped, the spool itself.
     Replay {
-        /// Configuration file (TOML).
-        #[arg(long, short, env = "HOOKBRIDGE_CONFIG")]
-        config: PathBuf,
-        /// Received at or after: RFC 3339 time, or a duration ago (`2h`). Required unless --parked.
-        #[arg(long, required_unless_present = "parked")]
-        since: Option<String>,
-        /// Received before: RFC 3339 time, or a duration ago.
-        #[arg(long)]
-        until: Option<String>,
-        /// Only events from this source.
-        #[arg(long, short)]
-        source: Option<String>,
-        /// Only types matching this pattern (`*` one segment, `**` the rest).
-        #[arg(long = "type", short)]
-        ty: Option<String>,
-        /// Only to this sink (default: every sink each event went to).
-        #[arg(long)]
-        sink: Option<String>,
-        /// Replay the dead letters parked in the spool (each to the sink it failed on).
+        #[command(flatten)]
+        select: Selection,
+        /// Replay the dead letters parked in the spool (each to the sink it failed on); without
+        /// it, --since is required.
         #[arg(long)]
         parked: bool,
         /// Re-queue to this sink instead (e.g. events parked for a sink that was removed or
         /// renamed: reason `sink_removed`).
         #[arg(long)]
         to: Option<String>,
-        /// List what would be replayed; publish nothing.
-        #[arg(long)]
-        dry_run: bool,
-        /// Print the JSON answer.
-        #[arg(long)]
-        json: bool,
+    },
+    /// Delete dead letters parked in the spool (selected like `replay --parked`), through the
+    /// running server's admin endpoint or, when it is stopped, the spool itself.
+    Discard {
+        #[command(flatten)]
+        select: Selection,
     },
     /// Fatture in Cloud tools.
     Fic {
@@ -267,46 +252,15 @@ fn main() -> ExitCode {
             }
         },
         Command::Healthcheck { url } => healthcheck(&url),
-        Command::Replay {
-            config,
-            since,
-            until,
-            source,
-            ty,
-            sink,
-            parked,
-            to,
-            dry_run,
-            json,
-        } => {
-            let now = time::OffsetDateTime::now_utc();
-            let parse = |t: Option<String>| {
-                t.map(|t| hookbridge::cli::replay::parse_time(&t, now))
-                    .transpose()
-            };
-            let filter = match (parse(since), parse(until)) {
-                (Ok(since), Ok(until)) => hookbridge::deliver::spool::ReplayFilter {
-                    since,
-                    until,
-                    source,
-                    ty,
-                    sink,
-                    parked,
-                    to,
-                    dry_run,
-                },
-                (Err(e), _) | (_, Err(e)) => {
-                    eprintln!("hookbridge replay: {e}");
-                    return ExitCode::from(2);
-                }
-            };
-            match replay(&config, &filter, json) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("hookbridge replay: {e:#}");
-                    ExitCode::FAILURE
-                }
+        Command::Replay { select, parked, to } => {
+            if select.since.is_none() && !parked {
+                eprintln!("hookbridge replay: --since is required (unless --parked)");
+                return ExitCode::from(2);
             }
+            spool_command(select, parked, to, hookbridge::cli::replay::Action::Replay)
+        }
+        Command::Discard { select } => {
+            spool_command(select, true, None, hookbridge::cli::replay::Action::Discard)
         }
         Command::Fic { command } => match fic(command) {
             Ok(code) => code,
@@ -328,6 +282,9 @@ fn main() -> ExitCode {
 fn check(path: &std::path::Path) -> ExitCode {
     match config::load(Some(path)) {
         Ok(c) => {
+            for w in &c.warnings {
+                eprintln!("warning: {w}");
+            }
             println!(
                 "{}: OK ({} source(s), {} sink(s))",
                 path.display(),
@@ -418,22 +375,90 @@ fn send(
     })
 }
 
-fn replay(
-    path: &std::path::Path,
-    filter: &hookbridge::deliver::spool::ReplayFilter,
+/// What `replay` and `discard` select.
+#[derive(clap::Args, Debug)]
+struct Selection {
+    /// Configuration file (TOML).
+    #[arg(long, short, env = "HOOKBRIDGE_CONFIG")]
+    config: PathBuf,
+    /// Received at or after: RFC 3339 time, or a duration ago (`2h`).
+    #[arg(long)]
+    since: Option<String>,
+    /// Received before: RFC 3339 time, or a duration ago.
+    #[arg(long)]
+    until: Option<String>,
+    /// Only events from this source.
+    #[arg(long, short)]
+    source: Option<String>,
+    /// Only types matching this pattern (`*` one segment, `**` the rest).
+    #[arg(long = "type", short)]
+    ty: Option<String>,
+    /// Only this sink (replay: default every sink each event went to; discard: the sink each
+    /// event was parked for).
+    #[arg(long)]
+    sink: Option<String>,
+    /// List what would be done; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the JSON answer.
+    #[arg(long)]
     json: bool,
-) -> anyhow::Result<()> {
-    let config = config::load(Some(path)).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let runtime = tokio::runtime::Runtime::new()?;
-    let answer = runtime
-        .block_on(hookbridge::cli::replay::run(&config, filter))
-        .map_err(|e| anyhow::anyhow!(e))?;
-    if json {
-        println!("{answer}");
-    } else {
-        print!("{}", hookbridge::cli::replay::describe(&answer));
+}
+
+/// `replay` or `discard`: runs it and prints the answer.
+fn spool_command(
+    select: Selection,
+    parked: bool,
+    to: Option<String>,
+    action: hookbridge::cli::replay::Action,
+) -> ExitCode {
+    let name = match action {
+        hookbridge::cli::replay::Action::Replay => "replay",
+        hookbridge::cli::replay::Action::Discard => "discard",
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let parse = |t: Option<String>| {
+        t.map(|t| hookbridge::cli::replay::parse_time(&t, now))
+            .transpose()
+    };
+    let (since, until) = match (parse(select.since), parse(select.until)) {
+        (Ok(since), Ok(until)) => (since, until),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("hookbridge {name}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let filter = hookbridge::deliver::spool::ReplayFilter {
+        since,
+        until,
+        source: select.source,
+        ty: select.ty,
+        sink: select.sink,
+        parked,
+        to,
+        dry_run: select.dry_run,
+    };
+    let (path, json) = (select.config, select.json);
+    let run = || -> anyhow::Result<()> {
+        let config = config::load(Some(&path)).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let runtime = tokio::runtime::Runtime::new()?;
+        let answer = runtime
+            .block_on(hookbridge::cli::replay::run_action(&config, &filter, action))
+            .map_err(|e| anyhow::anyhow!(e))?;
+        if json {
+            println!("{answer}");
+        } else {
+            print!("{}", hookbridge::cli::replay::describe(&answer));
+        }
+        Ok(())
+    };
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hookbridge {name}: {e:#}");
+            ExitCode::FAILURE
+        }
     }
-    Ok(())
 }
 
 fn healthcheck(url: &str) -> ExitCode {
@@ -543,16 +568,24 @@ async fn run(config: Config, path: Option<PathBuf>, watch: bool) -> anyhow::Resu
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let local = listener.local_addr().context("listener address")?;
-    let admin = match config.server.admin_listen {
-        Some(addr) => {
-            let l = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr} (server.admin_listen)"))?;
-            tracing::info!(listen = %l.local_addr().context("admin address")?, "admin endpoints listening");
-            Some(l)
-        }
-        None => None,
-    };
+    let admin = bind_extra(
+        config.server.admin_listen,
+        "server.admin_listen",
+        "admin API listening",
+    )
+    .await?;
+    let probe = bind_extra(
+        config.server.probe_listen,
+        "server.probe_listen",
+        "probes listening",
+    )
+    .await?;
+    if config.server.admin_listen.is_some() && config.server.admin_tokens.is_empty() {
+        tracing::warn!("the admin API takes no token (server.admin_token is not set): anything on this host can replay events");
+    }
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
     for s in &config.sources {
         if matches!(s.verifier, hookbridge::verify::VerifierConfig::None) {
             tracing::warn!(source = %s.name, "source accepts unauthenticated requests (verify.kind = \"none\")");
@@ -572,8 +605,29 @@ async fn run(config: Config, path: Option<PathBuf>, watch: bool) -> anyhow::Resu
     if let Some(path) = path {
         tokio::spawn(reload_loop(live.clone(), path, watch));
     }
-    hookbridge::ingress::serve_live(live, listener, admin, shutdown_signal()).await;
+    let listeners = hookbridge::ingress::Listeners {
+        main: listener,
+        admin,
+        probe,
+    };
+    hookbridge::ingress::serve_live(live, listeners, shutdown_signal()).await;
     Ok(())
+}
+
+/// Binds an optional listener (`key` names it in errors).
+async fn bind_extra(
+    addr: Option<std::net::SocketAddr>,
+    key: &str,
+    what: &str,
+) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let l = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} ({key})"))?;
+    tracing::info!(listen = %l.local_addr().context("listener address")?, "{what}");
+    Ok(Some(l))
 }
 
 /// Reloads on SIGHUP (and on file changes with `--watch`).

@@ -72,6 +72,36 @@ impl SinkSpec {
         }
     }
 
+    /// A secret written inline in the sink's table, if any: `(key, what)`. The AMQP URL's
+    /// password is one unless it is the local `guest` default.
+    pub fn inline_secret(&self) -> Option<(&'static str, String)> {
+        match self {
+            #[cfg(feature = "rabbitmq")]
+            SinkSpec::Rabbitmq(c) => c.inline_password().then(|| {
+                (
+                    "url",
+                    "the AMQP URL carries a password inline; anyone who reads this file has it".to_owned(),
+                )
+            }),
+            _ => None,
+        }
+    }
+
+    /// Every secret the sink reads: `(key relative to the sink table, reference)`.
+    pub fn secrets(&self) -> Vec<(&'static str, &hookbridge_sink_core::settings::SecretRef)> {
+        match self {
+            SinkSpec::File(_) | SinkSpec::Blackhole(_) => Vec::new(),
+            #[cfg(feature = "http")]
+            SinkSpec::Http(c) => c.secrets(),
+            #[cfg(feature = "kafka")]
+            SinkSpec::Kafka(c) => c.secrets(),
+            #[cfg(feature = "nats")]
+            SinkSpec::Nats(c) => c.secrets(),
+            #[cfg(feature = "rabbitmq")]
+            SinkSpec::Rabbitmq(c) => c.secrets(),
+        }
+    }
+
     /// Builds the sink. Construction does no network IO: sinks connect lazily, so hookbridge
     /// starts while a broker is down.
     pub fn build(&self, name: &str) -> Result<SinkHandle, SinkError> {

@@ -55,7 +55,7 @@ verify = {{ secret = {{ env = "HBT_SW" }} }}
 path = "/fic"
 kind = "fattureincloud"
 public_url = "https://hooks.example.com/fic"
-verify = {{ public_key = {{ file = "{PUB}" }} }}
+verify = {{ public_key = {{ file = "{PUB}" }}, allow_any_company = true }}
 
 [sources.jwths]
 path = "/jwths"

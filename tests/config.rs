@@ -282,8 +282,18 @@ fn fic_source_needs_public_url_and_a_valid_key() {
         "kind = \"fattureincloud\"",
         "kind = \"fattureincloud\"\npublic_url = \"https://hooks.example.com/webhooks/fic\"",
     );
-    // The default (compiled-in) key needs no verify table at all.
-    config::from_toml_str(&with_url, "inline").unwrap_or_else(|e| panic!("{e}"));
+    // Without an allow-list, any FIC customer could publish through this URL (#27).
+    let (errs, file) = errors(&with_url);
+    assert_error(&errs, &file, "sources.fic.verify.companies", "any FIC customer");
+    // The default (compiled-in) key needs nothing more than an allow-list (or the opt-out).
+    for verify in [
+        "companies = [108061]",
+        "app_ids = [\"42\"]",
+        "allow_any_company = true",
+    ] {
+        let listed = format!("{with_url}\n[sources.fic.verify]\n{verify}\n");
+        config::from_toml_str(&listed, "inline").unwrap_or_else(|e| panic!("{verify}: {e}"));
+    }
 
     let bad_key = format!("{with_url}\n[sources.fic.verify]\npublic_key = \"not a pem\"\n");
     let (errs, file) = errors(&bad_key);
@@ -337,4 +347,82 @@ fn a_field_in_the_http_sink_host_is_refused() {
         "{BASE}\n[sinks.fwd]\ntype = \"http\"\nurl = \"https://consumer.example/hooks/{{subject}}\"\n"
     );
     config::from_toml_str(&ok, "inline").unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// `check` resolves every secret, sink secrets included (an unset NATS token, HTTP bearer,
+/// signing secret, AMQP URL or Kafka SASL password passed `check` and failed at `serve` or on
+/// every publish), lists unrelated errors of several tables in one run, and warns — without
+/// failing — about a secret written inline (#27).
+#[test]
+fn check_resolves_sink_secrets_and_lists_every_error_in_one_run() {
+    let text = format!(
+        r#"{BASE}
+[sinks.bus]
+type = "nats"
+subject = "hooks.{{type}}"
+token = {{ env = "HB_CHECK_UNSET_NATS_TOKEN" }}
+
+[sinks.fwd]
+type = "http"
+url = "https://consumer.example/hooks"
+auth = {{ bearer = {{ env = "HB_CHECK_UNSET_BEARER" }} }}
+sign = {{ secret = {{ file = "/nonexistent/hb-check-signing" }} }}
+
+[sinks.rabbit]
+type = "rabbitmq"
+url = {{ env = "HB_CHECK_UNSET_AMQP_URL" }}
+exchange = "x"
+
+[sinks.kafka]
+type = "kafka"
+topic = "t"
+sasl_password = {{ env = "HB_CHECK_UNSET_SASL" }}
+
+[sources.fic]
+path = "/fic"
+kind = "fattureincloud"
+public_url = "https://hooks.example.com/fic"
+
+[server]
+admin_listen = "0.0.0.0:9090"
+"#
+    );
+    let file = write(&text);
+    let out = check(file.path(), &[]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for needle in [
+        "sinks.bus.token",
+        "HB_CHECK_UNSET_NATS_TOKEN",
+        "sinks.fwd.auth.bearer",
+        "sinks.fwd.sign.secret",
+        "/nonexistent/hb-check-signing",
+        "sinks.rabbit.url",
+        "sinks.kafka.sasl_password",
+        "sources.fic.verify.companies",
+        "server.admin_token",
+    ] {
+        assert!(stderr.contains(needle), "{needle:?} missing from:\n{stderr}");
+    }
+    assert!(stderr.contains("7 configuration errors"), "{stderr}");
+
+    // Inline secrets: a warning, and the configuration still passes.
+    let inline = write(&format!(
+        "{BASE}\n[sinks.rabbit]\ntype = \"rabbitmq\"\nurl = \"amqp://app:s3cret@broker.internal:5672/%2f\"\nexchange = \"x\"\n\n[sources.j]\npath = \"/j\"\nkind = \"cloudevents\"\nverify = {{ kind = \"jwt\", algorithms = [\"HS256\"], key = \"inline-hs-secret\" }}\n"
+    ));
+    let out = check(inline.path(), &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("warning") && stderr.contains("sinks.rabbit.url"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("sources.j.verify.key"), "{stderr}");
+    // The local guest default is not a secret worth a warning.
+    let guest = write(&format!(
+        "{BASE}\n[sinks.rabbit]\ntype = \"rabbitmq\"\nurl = \"amqp://guest:guest@127.0.0.1:5672/%2f\"\nexchange = \"x\"\n"
+    ));
+    let out = check(guest.path(), &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !stderr.contains("warning"), "{stderr}");
 }

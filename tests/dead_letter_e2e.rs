@@ -435,6 +435,7 @@ async fn without_a_dead_letter_sink_events_are_parked_reported_and_replayable() 
     rx.gate.store(true, Ordering::SeqCst);
     let resp = reqwest::Client::new()
         .post(format!("{admin}/admin/replay"))
+        .header("content-type", "application/json")
         .body(r#"{"parked": true}"#)
         .send()
         .await
@@ -552,8 +553,12 @@ async fn replay_of_a_time_window_republishes_exactly_those_events() {
     let cfg = spool_config(
         &rx,
         &dir.path().join("spool"),
-        &format!("retain = \"1h\"\n[server]\nadmin_listen = \"127.0.0.1:{admin_port}\""),
+        &format!(
+            "retain = \"1h\"\n[server]\nadmin_listen = \"127.0.0.1:{admin_port}\"\nadmin_token = {{ env = \"HB_DL_ADMIN_TOKEN\" }}"
+        ),
     );
+    // The CLI (a child process) reads the token from the same variable as the server.
+    std::env::set_var("HB_DL_ADMIN_TOKEN", "dl-admin-token");
     let cfg_path = dir.path().join("hookbridge.toml");
     std::fs::write(&cfg_path, &cfg).expect("write config");
     // The in-process server binds the configured admin address so the CLI finds it.

@@ -37,6 +37,7 @@ kind = "fattureincloud"
 public_url = "{PUBLIC_URL}"
 [sources.fic.verify]
 public_key = {{ file = "{PUB_PATH}" }}
+allow_any_company = true
 {verify_extra}
 
 [sinks.file]

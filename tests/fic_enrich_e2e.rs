@@ -54,7 +54,7 @@ fn config(sim: &Sim, file: &std::path::Path, extra: &str) -> String {
 path = "/fic"
 kind = "fattureincloud"
 public_url = "{URL}"
-verify = {{ public_key = {{ file = "{PUB}" }} }}
+verify = {{ public_key = {{ file = "{PUB}" }}, allow_any_company = true }}
 [sources.fic.api]
 base_url = "{}"
 token = {{ env = "HB_TEST_FIC_TOKEN" }}

@@ -32,7 +32,7 @@ path = "/webhooks/fic"
 kind = "fattureincloud"
 public_url = "http://{addr}/webhooks/fic"
 subscription = {{ verification_method = "{method}", mapping = "binary" }}
-verify = {{ public_key = {{ file = "{key}" }} }}
+verify = {{ public_key = {{ file = "{key}" }}, allow_any_company = true }}
 [sinks.file]
 type = "file"
 path = "{}"

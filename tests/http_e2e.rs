@@ -243,21 +243,67 @@ async fn receiver_failures_map_to_503_or_500_and_nothing_is_delivered() {
     hb.stop().await;
 }
 
+/// A down endpoint is 503, and neither the answer nor the public `/readyz` carries any part of
+/// its URL (providers show answer bodies in their dashboards); the private listener's `/readyz`
+/// has the detail (#27).
 #[tokio::test]
-async fn unreachable_endpoint_is_503() {
+async fn unreachable_endpoint_is_503_and_its_url_never_reaches_the_sender() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
         .expect("addr")
         .port();
-    let hb = start(&config(&format!("http://127.0.0.1:{port}/x"), ""), vec![]).await;
-    let (status, body, _) = post(&hb.url("/events"), "x-1").await;
-    assert_eq!(
-        (status, &body["error"]["code"]),
-        (503, &json!("sink_unavailable")),
-        "{body}"
-    );
-    hb.stop().await;
+    let target = format!("http://127.0.0.1:{port}/internal/hooks?api_key=k3y-in-the-query");
+    let secret_parts = ["internal", "k3y-in-the-query", "api_key", &port.to_string()];
+    for probes in [false, true] {
+        let extra = if probes {
+            "\n[server]\nprobe_listen = \"127.0.0.1:9\""
+        } else {
+            ""
+        };
+        let cfg = config(&target, "").replace("[server]\n", "[server]\nprobe_listen = \"127.0.0.1:9\"\n");
+        let cfg = if probes { cfg } else { config(&target, extra) };
+        let hb = common::start_listeners(&cfg, vec![], false, probes).await;
+        let resp = reqwest::Client::new()
+            .post(hb.url("/events"))
+            .header("ce-specversion", "1.0")
+            .header("ce-id", "x-1")
+            .header("ce-source", "urn:test")
+            .header("ce-type", "t")
+            .body("{}")
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(resp.status().as_u16(), 503);
+        let text = resp.text().await.expect("body");
+        let body: Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(body["error"]["code"], "sink_unavailable", "{body}");
+        assert_eq!(body["events"][0]["errors"][0]["sink"], "forward", "{body}");
+        for part in secret_parts {
+            assert!(!text.contains(part), "{part:?} in the answer: {text}");
+        }
+        let ready_url = match hb.probe_addr {
+            Some(a) => format!("http://{a}/readyz"),
+            None => hb.url("/readyz"),
+        };
+        let ready = reqwest::get(&ready_url)
+            .await
+            .expect("readyz")
+            .text()
+            .await
+            .expect("text");
+        if probes {
+            assert!(
+                ready.contains("k3y-in-the-query"),
+                "the private /readyz has the detail: {ready}"
+            );
+        } else {
+            for part in secret_parts {
+                assert!(!ready.contains(part), "{part:?} in the public /readyz: {ready}");
+            }
+        }
+        hb.stop().await;
+    }
 }
 
 /// Event fields cannot steer the HTTP sink's target (a subject of `../../admin?x=` rewrote the

@@ -1,6 +1,7 @@
 //! Unauthenticated requests cannot hold the request slots authenticated traffic needs (#26):
 //! header credentials are checked before the body is read and before a slot is taken, and
-//! body-signed requests read their body under a separate, smaller pool of slots.
+//! body-signed requests read their body under a separate, smaller pool of slots — one pool per
+//! source, entered only with a well-formed signature header.
 
 mod common;
 
@@ -50,6 +51,72 @@ async fn slow_upload(addr: std::net::SocketAddr, path: &str, auth: &str) -> TcpS
     s
 }
 
+/// GitHub's headers for a delivery with signature `sig` (64 hex digits).
+fn gh_headers(delivery: &str, sig: &str) -> String {
+    format!("x-github-event: push\r\nx-github-delivery: {delivery}\r\nx-hub-signature-256: sha256={sig}\r\n")
+}
+
+/// A correctly signed GitHub delivery to `path`.
+async fn signed_github(hb: &common::Running, path: &str, delivery: &str) -> (u16, serde_json::Value) {
+    use hmac::Mac as _;
+    let body = format!(r#"{{"delivery":"{delivery}"}}"#);
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"gh-secret").expect("key");
+    mac.update(body.as_bytes());
+    let sig = hex::encode(mac.finalize().into_bytes());
+    let resp = reqwest::Client::new()
+        .post(hb.url(path))
+        .header("x-github-event", "push")
+        .header("x-github-delivery", delivery)
+        .header("x-hub-signature-256", format!("sha256={sig}"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_body_signed_source_has_its_own_pre_authentication_pool() {
+    set_env();
+    let cfg = CONFIG.replace("max_in_flight = 4", "max_in_flight = 8\nmax_unauthenticated = 2")
+        + "\n[sources.gh2]\npath = \"/gh2\"\nkind = \"github\"\nverify = { secret = { env = \"HB_SLOTS_GH\" } }\n";
+    let hb = start(&cfg, vec![]).await;
+    // Two slow, well-formed but unverifiable uploads fill /gh's pool: a third is overloaded.
+    let mut held = Vec::new();
+    for i in 0..2 {
+        held.push(slow_upload(hb.addr, "/gh", &gh_headers(&format!("slow{i}"), &"0".repeat(64))).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, body) = signed_github(&hb, "/gh", "third").await;
+    assert_eq!(status, 503, "the pool of /gh is full: {body}");
+    assert_eq!(body["error"]["code"], "overloaded", "{body}");
+    // Another body-signed source is not starved by the flood on /gh.
+    let (status, body) = signed_github(&hb, "/gh2", "other-source").await;
+    assert_eq!(status, 200, "a signed delivery to another source: {body}");
+    // A malformed or missing signature header is refused at once, without a slot or the body.
+    for headers in [gh_headers("bad", "00"), "x-github-event: push\r\n".to_owned()] {
+        let mut s = slow_upload(hb.addr, "/gh", &headers).await;
+        let reply = tokio::time::timeout(Duration::from_secs(2), common::read_response(&mut s))
+            .await
+            .expect("refused before the body");
+        assert_eq!(common::status_of(&reply), 401, "{headers:?}: {reply}");
+    }
+    drop(held);
+    // The slots are released: /gh takes a signed delivery again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (status, body) = signed_github(&hb, "/gh", "after").await;
+        if status == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status} {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    hb.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_unauthenticated_uploads_leave_room_for_an_authenticated_webhook() {
     set_env();
@@ -59,14 +126,7 @@ async fn slow_unauthenticated_uploads_leave_room_for_an_authenticated_webhook() 
     // max_in_flight + 1 slow uploads to a body-signed source (they cannot be verified before
     // their body arrives), and as many with a wrong token.
     for _ in 0..5 {
-        held.push(
-            slow_upload(
-                hb.addr,
-                "/gh",
-                "x-github-event: push\r\nx-github-delivery: d1\r\nx-hub-signature-256: sha256=00\r\n",
-            )
-            .await,
-        );
+        held.push(slow_upload(hb.addr, "/gh", &gh_headers("d1", &"0".repeat(64))).await);
         held.push(slow_upload(hb.addr, "/tok", "authorization: Bearer wrong\r\n").await);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -106,12 +166,7 @@ async fn a_body_slower_than_body_timeout_is_cut_off() {
     set_env();
     let cfg = CONFIG.replace("body_timeout = \"15s\"", "body_timeout = \"300ms\"");
     let hb = start(&cfg, vec![]).await;
-    let mut s = slow_upload(
-        hb.addr,
-        "/gh",
-        "x-github-event: push\r\nx-github-delivery: d1\r\nx-hub-signature-256: sha256=00\r\n",
-    )
-    .await;
+    let mut s = slow_upload(hb.addr, "/gh", &gh_headers("d1", &"0".repeat(64))).await;
     let reply = tokio::time::timeout(Duration::from_secs(3), common::read_response(&mut s))
         .await
         .expect("answered after body_timeout, not request_timeout");

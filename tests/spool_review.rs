@@ -526,6 +526,7 @@ fn limits() -> Limits {
     Limits {
         max_events: 100_000,
         max_bytes: 1 << 40,
+        max_parked: u64::MAX,
     }
 }
 

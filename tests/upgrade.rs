@@ -30,6 +30,7 @@ fn limits() -> Limits {
     Limits {
         max_events: 1000,
         max_bytes: 1 << 24,
+        max_parked: u64::MAX,
     }
 }
 

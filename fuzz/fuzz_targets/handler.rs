@@ -50,6 +50,7 @@ fuzz_target!(|data: &[u8]| {
     let resp = rt.block_on(handle(
         app.clone(),
         Role::Main,
+        true,
         method.clone(),
         path.to_owned(),
         query,

@@ -1,4 +1,4 @@
-//! The broker sinks' message builders (NATS, RabbitMQ, HTTP) on hostile events: every field
+//! The broker sinks' message builders (NATS, RabbitMQ, Kafka, HTTP) on hostile events: every field
 //! that reaches a header (id, source, type, subject, content type, extensions, kept request
 //! headers, template headers) is arbitrary bytes. A builder may refuse an event (a permanent
 //! error naming the field); it must never panic, and what it builds must be sendable: NATS
@@ -53,6 +53,19 @@ fuzz_target!(|data: &[u8]| {
                 jetstream,
             };
             if let Ok(m) = layout.build(&event) {
+                let block: usize = m
+                    .headers
+                    .iter()
+                    .map(|(k, vs)| {
+                        vs.iter()
+                            .map(|v| k.as_ref().len() + v.as_str().len() + 4)
+                            .sum::<usize>()
+                    })
+                    .sum();
+                assert!(
+                    block + 12 <= hookbridge_sink_nats::message::MAX_HEADER_BLOCK,
+                    "{block}"
+                );
                 for (_, values) in m.headers.iter() {
                     for v in values {
                         assert!(
@@ -83,6 +96,25 @@ fuzz_target!(|data: &[u8]| {
             if let Some(h) = p.headers() {
                 assert!(h.inner().keys().all(|k| k.as_str().len() <= 255));
             }
+        }
+        let layout = hookbridge_sink_kafka::message::Layout {
+            topic: Template::compile("hooks.{type}").expect("template"),
+            key: None,
+            headers: vec![(
+                header_name.clone(),
+                Template::compile("{subject}").expect("template"),
+            )],
+            mode,
+        };
+        if let Ok(r) = layout.build(&event) {
+            // librdkafka refuses what Kafka cannot hold; the builder refuses it first.
+            assert!(
+                hookbridge_sink_kafka::message::legal_topic(&r.topic),
+                "{:?}",
+                r.topic
+            );
+            assert!(r.topic.starts_with("hooks."), "{:?}", r.topic);
+            assert!(r.headers.iter().all(|(k, _)| !k.is_empty()));
         }
         let layout = hookbridge_sink_http::request::Layout {
             url: Template::compile("http://127.0.0.1:1/in/{subject}?id={id}").expect("template"),

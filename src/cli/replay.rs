@@ -1,6 +1,6 @@
 //! `hookbridge replay`: re-publish retained spool events (or parked dead letters) selected by
 //! time window, source, type and sink. Goes through the running server's admin endpoint
-//! (`server.admin_listen`); when no server answers there, opens the spool directly (it is locked
+//! (`server.admin_listen`, with `server.admin_token`); when no server answers there, opens the spool directly (it is locked
 //! while a server runs, so the two never write it at once). Either way the events are appended
 //! to the spool again and the forwarders deliver them.
 
@@ -25,8 +25,31 @@ pub fn parse_time(text: &str, now: OffsetDateTime) -> Result<OffsetDateTime, Str
     }
 }
 
+/// What the command does with the events it selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Re-queue them (`hookbridge replay`).
+    Replay,
+    /// Delete parked dead letters (`hookbridge discard`).
+    Discard,
+}
+
+impl Action {
+    fn path(self) -> &'static str {
+        match self {
+            Action::Replay => "/admin/replay",
+            Action::Discard => "/admin/discard",
+        }
+    }
+}
+
 /// Runs the replay; returns the answer (the admin endpoint's JSON shape either way).
 pub async fn run(config: &Config, filter: &ReplayFilter) -> Result<Value, String> {
+    run_action(config, filter, Action::Replay).await
+}
+
+/// Runs `action`; returns the answer (the admin endpoint's JSON shape either way).
+pub async fn run_action(config: &Config, filter: &ReplayFilter, action: Action) -> Result<Value, String> {
     crate::ingress::admin::check_filter(config, filter).map_err(|(field, m)| format!("--{field}: {m}"))?;
     if !config
         .sources
@@ -36,18 +59,22 @@ pub async fn run(config: &Config, filter: &ReplayFilter) -> Result<Value, String
         return Err("no source uses delivery = \"spool\": there is nothing retained to replay".into());
     }
     if let Some(addr) = config.server.admin_listen {
-        let url = format!("http://{addr}/admin/replay");
+        let url = format!("http://{addr}{}", action.path());
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(120))
             .build()
             .map_err(|e| e.to_string())?;
-        match client
+        let mut request = client
             .post(&url)
             .header(http::header::CONTENT_TYPE, "application/json")
-            .body(serde_json::to_vec(filter).map_err(|e| e.to_string())?)
-            .send()
-            .await
-        {
+            .body(serde_json::to_vec(filter).map_err(|e| e.to_string())?);
+        // The admin API's credential, from the same configuration the server reads.
+        if let Some(token) = config.server.admin_tokens.first() {
+            let token = std::str::from_utf8(token.expose())
+                .map_err(|_| "server.admin_token is not UTF-8".to_owned())?;
+            request = request.bearer_auth(token);
+        }
+        match request.send().await {
             Ok(resp) => {
                 let status = resp.status();
                 let bytes = resp.bytes().await.map_err(|e| format!("{url}: {e}"))?;
@@ -67,6 +94,7 @@ pub async fn run(config: &Config, filter: &ReplayFilter) -> Result<Value, String
     let limits = Limits {
         max_events: config.spool.max_events,
         max_bytes: config.spool.max_bytes,
+        max_parked: config.spool.max_parked,
     };
     let spool = Spool::open(&config.spool.dir, limits).map_err(|e| match e {
         SpoolError::Io(m) if m.contains("lock") || m.contains("in use") || m.contains("already open") => format!(
@@ -75,8 +103,16 @@ pub async fn run(config: &Config, filter: &ReplayFilter) -> Result<Value, String
         ),
         other => other.to_string(),
     })?;
-    let items = spool.replay(filter).await.map_err(|e| e.to_string())?;
-    Ok(crate::ingress::admin::replay_answer(&items, filter.dry_run))
+    Ok(match action {
+        Action::Replay => {
+            let items = spool.replay(filter).await.map_err(|e| e.to_string())?;
+            crate::ingress::admin::replay_answer(&items, filter.dry_run)
+        }
+        Action::Discard => {
+            let items = spool.discard(filter).await.map_err(|e| e.to_string())?;
+            crate::ingress::admin::discard_answer(&items, filter.dry_run)
+        }
+    })
 }
 
 /// The answer as text for people.
@@ -104,6 +140,14 @@ pub fn describe(answer: &Value) -> String {
         out.push_str("… (list truncated)\n");
     }
     let n = answer["matched"].as_u64().unwrap_or(0);
+    if answer.get("discarded").is_some() {
+        out.push_str(&if dry {
+            format!("dry run: {n} parked event(s) would be discarded; nothing was deleted\n")
+        } else {
+            format!("discarded {n} parked event(s)\n")
+        });
+        return out;
+    }
     if dry {
         out.push_str(&format!(
             "dry run: {n} event(s) would be replayed; nothing was published\n"

@@ -38,6 +38,7 @@ pub(super) fn check_jwt_verify(
         jwks,
         jwks_url,
         min_refresh,
+        refresh,
         issuers,
         audiences,
         required,
@@ -80,12 +81,20 @@ pub(super) fn check_jwt_verify(
     }
     let family = *families.first()?;
     let keys = if let Some(url) = jwks_url {
-        if !(url.starts_with("https://") || url.starts_with("http://")) {
-            c.error(format!("{key}.jwks_url"), format!("invalid URL {url:?}"), None);
+        if !jwks_url_allowed(&url) {
+            c.error(
+                format!("{key}.jwks_url"),
+                format!("{url:?} is not an https:// URL"),
+                Some("keys fetched over plain HTTP can be replaced in transit; http:// is allowed for loopback addresses only".into()),
+            );
             return None;
         }
         let min = min_refresh.map_or(Duration::from_secs(60), |d| d.0);
-        KeySource::Jwks(JwksProvider::new(url, min))
+        let every = refresh.map_or(Duration::from_secs(600), |d| d.0);
+        if every < min {
+            c.error(format!("{key}.refresh"), "must be at least min_refresh", None);
+        }
+        KeySource::Jwks(JwksProvider::new(url, min, every))
     } else if let Some(j) = jwks {
         let bytes = read(c, &format!("{key}.jwks"), &j)?;
         match serde_json::from_slice::<jsonwebtoken::jwk::JwkSet>(&bytes) {
@@ -96,6 +105,13 @@ pub(super) fn check_jwt_verify(
             }
         }
     } else {
+        if family == jsonwebtoken::AlgorithmFamily::Hmac && matches!(pem, Some(KeyRef::Pem(_))) {
+            c.warn(
+                format!("{key}.key"),
+                "the HS shared secret is written inline; anyone who reads this file can sign tokens",
+                Some(SECRET_HINT.into()),
+            );
+        }
         let bytes = read(c, &format!("{key}.key"), pem.as_ref()?)?;
         let decoded = match family {
             jsonwebtoken::AlgorithmFamily::Hmac => DecodingKey::from_secret(&bytes),
@@ -139,4 +155,21 @@ pub(super) fn check_jwt_verify(
         spec: Arc::new(spec),
         keys,
     })
+}
+
+/// `https://` URLs, and `http://` to a loopback address (`localhost`, 127.x, `[::1]`).
+fn jwks_url_allowed(url: &str) -> bool {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return false;
+    };
+    match parsed.scheme() {
+        "https" => parsed.host().is_some(),
+        "http" => parsed.host_str().is_some_and(|h| {
+            h.eq_ignore_ascii_case("localhost")
+                || h.trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        }),
+        _ => false,
+    }
 }

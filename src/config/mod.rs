@@ -31,7 +31,7 @@ use raw::{
     CloudEventsVerifyRaw, DedupRaw, FicVerifyRaw, KeyRef, RouteRaw, ServerRaw, SourceRaw, SpoolRaw,
     UnmatchedRaw,
 };
-use secret::SECRET_HINT;
+use secret::{Secret, SECRET_HINT};
 
 /// The built-in configuration used when no file is given: CloudEvents at `/events` without
 /// verification (loopback only), everything to `./hookbridge-events.jsonl`.
@@ -88,6 +88,8 @@ pub struct Config {
     pub quarantine: Option<QuarantineConfig>,
     /// `[dead_letter]`: the dead-letter sink's index, if configured.
     pub dead_letter: Option<usize>,
+    /// What `check` warns about without failing (a secret written inline), each naming its key.
+    pub warnings: Vec<ConfigError>,
 }
 
 /// `[quarantine]`, checked.
@@ -110,6 +112,8 @@ pub struct SpoolConfig {
     pub max_events: u64,
     /// Most bytes held.
     pub max_bytes: u64,
+    /// Most parked dead letters before new events are refused.
+    pub max_parked: u64,
     /// First forwarder retry delay.
     pub retry_initial: Duration,
     /// Largest forwarder retry delay.
@@ -130,8 +134,12 @@ pub struct SpoolConfig {
 pub struct ServerConfig {
     /// Webhook listener.
     pub listen: SocketAddr,
-    /// Separate admin listener, if any.
+    /// Admin API listener (`/admin/*`; also the probes unless `probe_listen` is set), if any.
     pub admin_listen: Option<SocketAddr>,
+    /// Probe listener (`/healthz`, `/readyz`, `/metrics` only), if any.
+    pub probe_listen: Option<SocketAddr>,
+    /// Tokens the admin API accepts (any of them: rotation). Empty: none needed (loopback only).
+    pub admin_tokens: Vec<Secret>,
     /// Body cap in bytes.
     pub body_limit: u64,
     /// End-to-end request deadline.
@@ -264,6 +272,7 @@ struct Checker<'a> {
     figment: &'a Figment,
     origin: &'a str,
     errors: Vec<ConfigError>,
+    warnings: Vec<ConfigError>,
 }
 
 impl Checker<'_> {
@@ -271,6 +280,14 @@ impl Checker<'_> {
     fn origin_of(&self, key: &str) -> String {
         let meta = self.figment.find_metadata(key);
         describe_origin(meta, key, self.origin)
+    }
+
+    /// A warning: the configuration works, but is unsafe (a secret written inline).
+    fn warn(&mut self, key: impl Into<String>, message: impl Into<String>, hint: Option<String>) {
+        let key = key.into();
+        let mut e = ConfigError::new(self.origin_of(&key), key, message);
+        e.hint = hint;
+        self.warnings.push(e);
     }
 
     fn error(&mut self, key: impl Into<String>, message: impl Into<String>, hint: Option<String>) {
@@ -365,6 +382,7 @@ pub fn validate(figment: Figment, origin: &str) -> Result<Config, ConfigErrors> 
         figment: &figment,
         origin,
         errors: Vec::new(),
+        warnings: Vec::new(),
     };
     let top: Dict = match figment.extract() {
         Ok(d) => d,
@@ -402,6 +420,7 @@ pub fn validate(figment: Figment, origin: &str) -> Result<Config, ConfigErrors> 
             if c.errors.is_empty() =>
         {
             Ok(Config {
+                warnings: c.warnings,
                 quarantine,
                 dead_letter,
                 origin: origin.to_owned(),
@@ -429,6 +448,27 @@ fn check_server(c: &mut Checker<'_>, present: bool) -> Option<ServerConfig> {
         .admin_listen
         .as_deref()
         .and_then(|a| parse_addr(c, "server.admin_listen", a));
+    let probe_listen = raw
+        .probe_listen
+        .as_deref()
+        .and_then(|a| parse_addr(c, "server.probe_listen", a));
+    let admin_tokens = raw
+        .admin_token
+        .as_ref()
+        .map(|refs| provider::secrets(c, "server.admin_token", refs))
+        .unwrap_or_default()
+        .into_iter()
+        .map(Secret::new)
+        .collect();
+    if let Some(addr) = admin_listen.filter(|a| !a.ip().is_loopback()) {
+        if raw.admin_token.is_none() {
+            c.error(
+                "server.admin_token",
+                format!("required: server.admin_listen ({addr}) is not a loopback address, and the admin API can re-publish events"),
+                Some("set admin_token = { env = \"HOOKBRIDGE_ADMIN_TOKEN\" } (or { file = … }); probes go to server.probe_listen, which needs none".into()),
+            );
+        }
+    }
     let d = |v: Option<units::HumanDuration>, default: u64| v.map_or(Duration::from_secs(default), |h| h.0);
     let request_timeout = d(raw.request_timeout, 10);
     let publish_timeout = d(raw.publish_timeout, 5);
@@ -471,6 +511,8 @@ fn check_server(c: &mut Checker<'_>, present: bool) -> Option<ServerConfig> {
     Some(ServerConfig {
         listen: listen?,
         admin_listen,
+        probe_listen,
+        admin_tokens,
         body_limit,
         request_timeout,
         publish_timeout,
@@ -559,6 +601,20 @@ fn check_sinks(c: &mut Checker<'_>, value: Option<&Value>) -> Vec<SinkConfig> {
         };
         for (k, message) in spec.validate() {
             c.error(format!("{key}.{k}"), message, None);
+        }
+        if let Some(warning) = spec.inline_secret() {
+            c.warn(
+                format!("{key}.{}", warning.0),
+                warning.1,
+                Some(SECRET_HINT.into()),
+            );
+        }
+        // Resolved here, as source secrets are: an unset variable fails `check`, not the first
+        // publish (or `serve`).
+        for (k, r) in spec.secrets() {
+            if let Err(m) = r.resolve() {
+                c.error(format!("{key}.{k}"), m, Some(SECRET_HINT.into()));
+            }
         }
         sinks.push(SinkConfig { name, spec });
     }
@@ -840,6 +896,15 @@ fn check_fic_verify(
     };
     if let Some(l) = raw.leeway {
         verifier.leeway = l.0.as_secs();
+    }
+    let unlisted =
+        raw.app_ids.as_ref().is_none_or(Vec::is_empty) && raw.companies.as_ref().is_none_or(Vec::is_empty);
+    if unlisted && raw.allow_any_company != Some(true) {
+        c.error(
+            format!("{key}.verify.companies"),
+            "Fatture in Cloud signs every customer's events with the same key: without an allow-list any FIC customer can subscribe this URL and publish into your brokers",
+            Some("list your companies (companies = [123456]) or applications (app_ids = [\"…\"]), or set allow_any_company = true".into()),
+        );
     }
     verifier.app_ids = raw
         .app_ids
@@ -1142,6 +1207,7 @@ fn check_spool(c: &mut Checker<'_>, present: bool) -> Option<SpoolConfig> {
         dir: raw.dir.unwrap_or_else(|| "hookbridge-spool".into()),
         max_events: raw.max_events.unwrap_or(1_000_000),
         max_bytes: raw.max_bytes.map_or(1 << 30, |b| b.0),
+        max_parked: raw.max_parked.unwrap_or(10_000),
         retry_initial: raw.retry_initial.map_or(Duration::from_millis(200), |d| d.0),
         retry_max: raw.retry_max.map_or(Duration::from_secs(30), |d| d.0),
         max_attempts: match &raw.max_attempts {
@@ -1170,6 +1236,9 @@ fn check_spool(c: &mut Checker<'_>, present: bool) -> Option<SpoolConfig> {
     }
     if cfg.max_events == 0 {
         c.error("spool.max_events", "must be above zero", None);
+    }
+    if cfg.max_parked == 0 {
+        c.error("spool.max_parked", "must be above zero", None);
     }
     if cfg.max_bytes == 0 {
         c.error("spool.max_bytes", "must be above zero", None);

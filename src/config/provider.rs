@@ -17,7 +17,7 @@ use crate::verify::SECRET_HEADERS;
 
 const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
 
-fn secrets(c: &mut Checker<'_>, key: &str, refs: &SecretRefs) -> Vec<Vec<u8>> {
+pub(super) fn secrets(c: &mut Checker<'_>, key: &str, refs: &SecretRefs) -> Vec<Vec<u8>> {
     let list = refs.refs();
     if list.is_empty() {
         c.error(key, "no secret configured", Some(SECRET_HINT.into()));

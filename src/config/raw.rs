@@ -13,9 +13,16 @@ use super::units::{ByteSize, HumanDuration};
 pub struct ServerRaw {
     /// Address the webhook listener binds. Default `127.0.0.1:8080`.
     pub listen: Option<String>,
-    /// Separate listener for `/healthz`, `/readyz` (and later `/metrics`). Default: none, they
-    /// are served on `listen`.
+    /// Listener for the admin API (`/admin/*`: spool state, parked events, replay, discard).
+    /// Also serves the probes and `/metrics` when `probe_listen` is not set. Default: none (no
+    /// admin API; probes on `listen`).
     pub admin_listen: Option<String>,
+    /// Listener serving only `/healthz`, `/readyz` and `/metrics` (Kubernetes probes,
+    /// Prometheus); never `/admin/*`. Default: none.
+    pub probe_listen: Option<String>,
+    /// Bearer token the admin API requires (`Authorization: Bearer …`). Required when
+    /// `admin_listen` is not a loopback address.
+    pub admin_token: Option<SecretRefs>,
     /// Largest request body accepted; bigger bodies get 413. Default `1MiB`.
     pub body_limit: Option<ByteSize>,
     /// Longest a request may take end to end (reading the body, verifying, publishing).
@@ -200,6 +207,9 @@ pub enum CloudEventsVerifyRaw {
         jwks_url: Option<String>,
         /// Least time between two JWKS fetches. Default `60s`.
         min_refresh: Option<HumanDuration>,
+        /// How often the JWKS is refetched even when every `kid` is known (a revoked key stops
+        /// being trusted). Default `10m`.
+        refresh: Option<HumanDuration>,
         /// Accepted `iss` values. Default: not checked.
         issuers: Option<Vec<String>>,
         /// Accepted `aud` values (one must be present). Default: not checked.
@@ -281,10 +291,14 @@ pub struct FicVerifyRaw {
     pub public_key: Option<KeyRef>,
     /// Clock skew allowed on `exp`/`nbf`. Default `60s`.
     pub leeway: Option<HumanDuration>,
-    /// Accept only tokens whose `aid` (FIC application id) is listed. Default: any.
+    /// Accept only tokens whose `aid` (FIC application id) is listed. One of `app_ids` and
+    /// `companies` is required unless `allow_any_company = true`.
     pub app_ids: Option<Vec<IdText>>,
-    /// Accept only these companies (`123` or `"company:123"`, matched against `sub`). Default: any.
+    /// Accept only these companies (`123` or `"company:123"`, matched against `sub`).
     pub companies: Option<Vec<IdText>>,
+    /// Accept events of every FIC company and application: any FIC customer who learns the
+    /// public URL can subscribe it and publish into your brokers. Default `false`.
+    pub allow_any_company: Option<bool>,
     /// Require a valid token (signature, `iss`, `exp`, `aud`) on the verification GET.
     /// Default `true`.
     pub challenge_requires_token: Option<bool>,
@@ -334,6 +348,9 @@ pub struct SpoolRaw {
     pub max_events: Option<u64>,
     /// Most bytes held; past it new events get 503. Default `1GiB`.
     pub max_bytes: Option<ByteSize>,
+    /// Most parked dead letters; at it new events get 503 until an operator replays or
+    /// discards some (`hookbridge replay/discard --parked`). Default `10000`.
+    pub max_parked: Option<u64>,
     /// First retry delay of a forwarder. Default `200ms`.
     pub retry_initial: Option<HumanDuration>,
     /// Largest retry delay of a forwarder. Default `30s`.

@@ -105,8 +105,11 @@ impl Dedup {
     pub fn open(window: Duration, max_entries: usize, path: &Path) -> Result<Self, String> {
         let mut dedup = Dedup::new(window, max_entries);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            hookbridge_sink_core::private::create_dir(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
+        hookbridge_sink_core::private::create_file(path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
         let db = redb::Builder::new()
             .set_cache_size(4 << 20)
             .create(path)

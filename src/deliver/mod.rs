@@ -350,10 +350,13 @@ impl Deliverer {
                         .collect(),
                 )
             }
-            Err(SpoolError::Full(m)) => EventOutcome::Refused {
-                code: "overloaded",
-                message: m,
-            },
+            Err(SpoolError::Full(m)) => {
+                tracing::warn!(event_id = ?event.id, reason = %m, "the spool is full");
+                EventOutcome::Refused {
+                    code: "overloaded",
+                    message: m,
+                }
+            }
             Err(SpoolError::Io(m)) => {
                 tracing::error!(event_id = ?event.id, error = %m, "spool append failed");
                 EventOutcome::Refused {

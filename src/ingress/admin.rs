@@ -1,10 +1,15 @@
 //! Admin endpoints, served only on `server.admin_listen` (they can re-publish events, so they
-//! never share the webhook listener):
+//! never share the webhook listener nor the probe listener). Every request needs
+//! `Authorization: Bearer <server.admin_token>`; without a token configured (allowed on a
+//! loopback address only) the `Host` must be a loopback name, so a web page that rebinds its
+//! DNS name to 127.0.0.1 cannot drive the API from a browser on the host. Mutations need a
+//! JSON body (`Content-Type: application/json`), which a cross-site form cannot send.
 //!
 //! - `GET /admin/spool`: the spool's state (pending, per-sink backlog, retained, parked);
 //! - `GET /admin/parked`: the dead letters parked in the spool, with reasons;
 //! - `POST /admin/replay`: re-publish retained events (or parked ones) selected by a JSON
-//!   [`ReplayFilter`]; `"dry_run": true` only lists them.
+//!   [`ReplayFilter`]; `"dry_run": true` only lists them;
+//! - `POST /admin/discard`: delete the parked dead letters the same filter selects.
 
 use bytes::Buf;
 use futures_util::Stream;
@@ -26,18 +31,38 @@ where
     S: Stream<Item = Result<B, warp::Error>>,
     B: Buf,
 {
-    let expected = if path == "/admin/replay" {
+    let expected = if matches!(path, "/admin/replay" | "/admin/discard") {
         Method::POST
     } else {
         Method::GET
     };
-    if !matches!(path, "/admin/replay" | "/admin/spool" | "/admin/parked") {
+    if !matches!(
+        path,
+        "/admin/replay" | "/admin/discard" | "/admin/spool" | "/admin/parked"
+    ) {
         return reply::error(&ErrorReply::new(StatusCode::NOT_FOUND, "not_found"));
     }
     if method != expected {
         let mut e = ErrorReply::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
         e.allow = if expected == Method::POST { "POST" } else { "GET" };
         return reply::error(&e);
+    }
+    if let Err(e) = authorize(&app.config.server, headers) {
+        tracing::warn!(path, code = e.code, "admin request refused");
+        let mut resp = reply::error(&e);
+        if e.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        return resp;
+    }
+    if method == Method::POST && !is_json(headers) {
+        return reply::error(
+            &ErrorReply::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+                .message("the admin API takes Content-Type: application/json"),
+        );
     }
     let Some(spool) = &app.spool else {
         return reply::error(
@@ -67,11 +92,62 @@ where
             };
             let filter: ReplayFilter = match serde_json::from_slice(&bytes) {
                 Ok(f) => f,
-                Err(e) => return reply::error(&ErrorReply::malformed(format!("replay request: {e}"))),
+                Err(e) => return reply::error(&ErrorReply::malformed(format!("{path} request: {e}"))),
             };
-            replay(app, spool, &filter).await
+            if path == "/admin/discard" {
+                discard(app, spool, &filter).await
+            } else {
+                replay(app, spool, &filter).await
+            }
         }
     }
+}
+
+/// Checks the admin credential (see the module documentation).
+fn authorize(server: &crate::config::ServerConfig, headers: &HeaderMap) -> Result<(), ErrorReply> {
+    use crate::verify::VerifyError;
+    if server.admin_tokens.is_empty() {
+        let host = headers
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        return if loopback_host(host) {
+            Ok(())
+        } else {
+            Err(ErrorReply::new(StatusCode::FORBIDDEN, "forbidden_host")
+                .message("without server.admin_token the admin API answers loopback Host names only"))
+        };
+    }
+    crate::verify::token::verify(headers, "authorization", &server.admin_tokens).map_err(|e| {
+        let code = match e {
+            VerifyError::MissingToken => "missing_token",
+            _ => "bad_token",
+        };
+        ErrorReply::new(StatusCode::UNAUTHORIZED, code)
+    })
+}
+
+/// Whether a `Host` header names this machine's loopback interface (`localhost`, `127.x`,
+/// `[::1]`, with or without a port).
+fn loopback_host(host: &str) -> bool {
+    let Ok(authority) = host.parse::<http::uri::Authority>() else {
+        return false;
+    };
+    let name = authority.host();
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
 }
 
 /// The answer to a replay, from the admin endpoint or the CLI on the spool: counts and the first
@@ -84,6 +160,35 @@ pub fn replay_answer(items: &[Replayed], dry_run: bool) -> serde_json::Value {
         "events": items.iter().take(LISTED).collect::<Vec<_>>(),
         "truncated": items.len() > LISTED,
     })
+}
+
+/// The answer to a discard: counts and the first [`LISTED`] events.
+pub fn discard_answer(items: &[Replayed], dry_run: bool) -> serde_json::Value {
+    json!({
+        "matched": items.len(),
+        "discarded": if dry_run { 0 } else { items.len() },
+        "dry_run": dry_run,
+        "events": items.iter().take(LISTED).collect::<Vec<_>>(),
+        "truncated": items.len() > LISTED,
+    })
+}
+
+async fn discard(app: &App, spool: &Spool, filter: &ReplayFilter) -> Response {
+    // A parked event's sink may have been removed from the configuration: any name goes.
+    let parked = ReplayFilter {
+        parked: true,
+        ..filter.clone()
+    };
+    if let Err((field, message)) = check_filter(&app.config, &parked) {
+        return reply::error(&ErrorReply::malformed(message).field(Some(field.to_owned())));
+    }
+    match spool.discard(filter).await {
+        Ok(items) => {
+            tracing::info!(count = items.len(), dry_run = filter.dry_run, "discard");
+            reply::json_response(StatusCode::OK, &discard_answer(&items, filter.dry_run))
+        }
+        Err(e) => spool_error(&e.to_string()),
+    }
 }
 
 /// Checks a replay filter against the configuration: the error names the field.

@@ -27,16 +27,24 @@ pub(super) fn unix_now() -> u64 {
 /// Which listener a request arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// The webhook listener (also serving health endpoints unless an admin listener exists).
+    /// The webhook listener (also serving the probes and `/metrics` unless an admin or probe
+    /// listener exists; its `/readyz` then shows states without error text).
     Main,
-    /// `server.admin_listen`: health endpoints only.
+    /// `server.admin_listen`: the admin API (authenticated), and the probes unless a probe
+    /// listener exists.
     Admin,
+    /// `server.probe_listen`: `/healthz`, `/readyz` and `/metrics` only.
+    Probe,
 }
 
 /// Handles any request.
+/// `probes`: whether this listener serves `/healthz`, `/readyz` and `/metrics` (decided from the
+/// listeners actually bound, not from a reloaded configuration).
+#[allow(clippy::too_many_arguments)]
 pub async fn handle<S, B>(
     app: Arc<App>,
     role: Role,
+    probes: bool,
     method: Method,
     path: String,
     query: Option<String>,
@@ -47,7 +55,7 @@ where
     S: Stream<Item = Result<B, warp::Error>>,
     B: Buf,
 {
-    let serves_health = role == Role::Admin || app.config.server.admin_listen.is_none();
+    let serves_health = probes;
     let mut resp = match path.as_str() {
         "/healthz" | "/readyz" | "/metrics" if !serves_health => not_found(),
         "/healthz" | "/readyz" | "/metrics" if method != Method::GET && method != Method::HEAD => {
@@ -57,12 +65,12 @@ where
             ))
         }
         "/healthz" => reply::json_response(StatusCode::OK, &json!({ "status": "ok" })),
-        "/readyz" => super::health::readyz(&app).await,
+        "/readyz" => super::health::readyz(&app, role != Role::Main).await,
         "/metrics" => super::health::metrics(&app),
         p if role == Role::Admin && p.starts_with("/admin/") => {
             super::admin::handle(&app, method, p, &headers, body).await
         }
-        _ if role == Role::Admin => not_found(),
+        _ if role != Role::Main => not_found(),
         _ => match app.source_at(&path) {
             None => not_found(),
             Some(source) => {
@@ -130,21 +138,28 @@ where
         }
     };
     // A credential in the headers is checked before the body is read and before a request slot
-    // is taken; a body-signed request reads its body under a slot of its own (at most
-    // `max_unauthenticated` of them), and takes a request slot only once it verified. So
-    // unauthenticated senders, slow or many, never hold the slots authenticated traffic needs.
+    // is taken. A body-signed request must first show a well-formed signature header (and a
+    // signed timestamp within tolerance); it then reads its body under a slot of its own
+    // source's pre-authentication pool (`max_unauthenticated` per source), and takes a request
+    // slot only once it verified. So unauthenticated senders, slow or many, never hold the
+    // slots authenticated traffic needs, nor the pre-authentication slots of another source.
     let early = if source.verifier.header_only() {
-        match source.verifier.verify_async(&headers, &[], unix_now()).await {
-            Ok(v) => Some(v),
-            Err(e) => {
-                let e = refused(source, e);
-                quarantine(&e, None);
-                tracing::info!(source = %source.name, status = e.status.as_u16(), code = e.code, "request refused");
-                return reply::error(&e);
-            }
-        }
+        source
+            .verifier
+            .verify_async(&headers, &[], unix_now())
+            .await
+            .map(Some)
     } else {
-        None
+        source.verifier.precheck(&headers, unix_now()).map(|()| None)
+    };
+    let early = match early {
+        Ok(v) => v,
+        Err(e) => {
+            let e = refused(source, e, server.retry_after);
+            quarantine(&e, None);
+            tracing::info!(source = %source.name, status = e.status.as_u16(), code = e.code, "request refused");
+            return reply::error(&e);
+        }
     };
     let mut permit = None;
     let mut pre_auth = None;
@@ -154,7 +169,7 @@ where
         };
         permit = Some(p);
     } else {
-        let Some(p) = app.try_enter_unauthenticated() else {
+        let Some(p) = app.try_enter_unauthenticated(&source.name) else {
             return overloaded("unauthenticated");
         };
         pre_auth = Some(p);
@@ -183,7 +198,7 @@ where
                     .verifier
                     .verify_async(&headers, &body, unix_now())
                     .await
-                    .map_err(|e| refused(source, e))
+                    .map_err(|e| refused(source, e, server.retry_after))
                     .inspect_err(|e| quarantine(e, Some(&body)))?;
                 // Authenticated now: trade the pre-authentication slot for a request slot.
                 permit = Some(app.try_enter().ok_or_else(|| {
@@ -236,10 +251,18 @@ fn body_digest(body: &[u8]) -> String {
     hookbridge_sink_core::short_hex(&sha2::Sha256::digest(body))
 }
 
-/// A failed verification: counted, answered 401 with its reason.
-fn refused(source: &SourceConfig, e: crate::verify::VerifyError) -> ErrorReply {
+/// A failed verification, counted: 401 with its reason, or 503 `keys_unavailable` when the keys could
+/// not be had (the sender retries; a 401 would make it drop the event).
+fn refused(
+    source: &SourceConfig,
+    e: crate::verify::VerifyError,
+    retry_after: std::time::Duration,
+) -> ErrorReply {
     metrics::counter!("hookbridge_verification_failures_total", "source" => source.name.clone(), "reason" => e.code())
         .increment(1);
+    if e == crate::verify::VerifyError::KeysUnavailable {
+        return ErrorReply::unavailable(e.code(), retry_after);
+    }
     ErrorReply::unauthorized(e.code())
 }
 

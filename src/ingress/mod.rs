@@ -28,10 +28,12 @@ pub use crate::app::Live;
 
 pub use handler::Role;
 
-/// The warp filter for a listener.
+/// The warp filter for a listener of `role`; `probes` says whether it serves `/healthz`,
+/// `/readyz` and `/metrics`.
 pub fn routes(
     live: Arc<Live>,
     role: Role,
+    probes: bool,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
     warp::any()
         // Each request takes the configuration current when it arrives and keeps it to the end,
@@ -51,7 +53,16 @@ pub fn routes(
                   headers: HeaderMap,
                   body| {
                 let query = (!query.is_empty()).then_some(query);
-                handler::handle(app, role, method, path.as_str().to_owned(), query, headers, body)
+                handler::handle(
+                    app,
+                    role,
+                    probes,
+                    method,
+                    path.as_str().to_owned(),
+                    query,
+                    headers,
+                    body,
+                )
             },
         )
         .recover(|_rejection: warp::Rejection| async {
@@ -69,26 +80,56 @@ pub async fn serve(app: Arc<App>, listener: TcpListener, shutdown: impl Future<O
     serve_with_admin(app, listener, None, shutdown).await;
 }
 
-/// Like [`serve`], with health endpoints on a separate `admin` listener when given.
+/// Like [`serve`], with the admin API (and the probes) on a separate `admin` listener when given.
 pub async fn serve_with_admin(
     app: Arc<App>,
     listener: TcpListener,
     admin: Option<TcpListener>,
     shutdown: impl Future<Output = ()>,
 ) {
-    serve_live(Live::new(app), listener, admin, shutdown).await;
+    let listeners = Listeners {
+        main: listener,
+        admin,
+        probe: None,
+    };
+    serve_live(Live::new(app), listeners, shutdown).await;
+}
+
+/// The listeners hookbridge serves: webhooks, and optionally the admin API and the probes.
+pub struct Listeners {
+    /// `server.listen`: webhooks.
+    pub main: TcpListener,
+    /// `server.admin_listen`: `/admin/*` (and the probes unless `probe` is given).
+    pub admin: Option<TcpListener>,
+    /// `server.probe_listen`: `/healthz`, `/readyz`, `/metrics`.
+    pub probe: Option<TcpListener>,
+}
+
+async fn accept(
+    listener: &Option<TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Serves whatever configuration `live` holds (see [`Live::reload`]) until `shutdown` resolves.
-pub async fn serve_live(
-    live: Arc<Live>,
-    listener: TcpListener,
-    admin: Option<TcpListener>,
-    shutdown: impl Future<Output = ()>,
-) {
+pub async fn serve_live(live: Arc<Live>, listeners: Listeners, shutdown: impl Future<Output = ()>) {
+    let Listeners {
+        main: listener,
+        admin,
+        probe,
+    } = listeners;
     live.get().start_forwarders();
-    let main_service = warp::service(routes(live.clone(), Role::Main));
-    let admin_service = warp::service(routes(live.clone(), Role::Admin));
+    // The probes are served by the probe listener, else the admin listener, else the main one.
+    let main_service = warp::service(routes(
+        live.clone(),
+        Role::Main,
+        admin.is_none() && probe.is_none(),
+    ));
+    let admin_service = warp::service(routes(live.clone(), Role::Admin, probe.is_none()));
+    let probe_service = warp::service(routes(live.clone(), Role::Probe, true));
     let graceful = GracefulShutdown::new();
     let header_read_timeout = live.get().config.server.header_read_timeout;
     let drain = async {
@@ -102,20 +143,15 @@ pub async fn serve_live(
         }
     };
     let mut drain = std::pin::pin!(drain);
-    let admin_accept = || async {
-        match &admin {
-            Some(l) => l.accept().await,
-            None => std::future::pending().await,
-        }
-    };
     loop {
-        // Both listeners keep accepting while draining: new webhook requests get a clear 503
+        // Every listener keeps accepting while draining: new webhook requests get a clear 503
         // `shutting_down` instead of a refused connection, and probes still see /readyz.
-        let (accepted, is_admin) = tokio::select! {
+        let (accepted, role) = tokio::select! {
             biased;
             () = &mut drain => break,
-            a = listener.accept() => (a, false),
-            a = admin_accept() => (a, true),
+            a = listener.accept() => (a, Role::Main),
+            a = accept(&admin) => (a, Role::Admin),
+            a = accept(&probe) => (a, Role::Probe),
         };
         let (stream, peer) = match accepted {
             Ok(a) => a,
@@ -131,23 +167,21 @@ pub async fn serve_live(
             .timer(TokioTimer::new())
             .header_read_timeout(header_read_timeout);
         let io = TokioIo::new(stream);
-        let conn = if is_admin {
-            tokio::spawn(watch(
-                &graceful,
-                builder.serve_connection(io, TowerToHyperService::new(admin_service.clone())),
-                peer,
-            ))
-        } else {
-            tokio::spawn(watch(
-                &graceful,
-                builder.serve_connection(io, TowerToHyperService::new(main_service.clone())),
-                peer,
-            ))
+        let service = match role {
+            Role::Main => main_service.clone(),
+            Role::Admin => admin_service.clone(),
+            Role::Probe => probe_service.clone(),
         };
+        let conn = tokio::spawn(watch(
+            &graceful,
+            builder.serve_connection(io, TowerToHyperService::new(service)),
+            peer,
+        ));
         drop(conn);
     }
     drop(listener);
     drop(admin);
+    drop(probe);
     // In-flight requests are done (or timed out); give idle keep-alive connections a moment.
     if tokio::time::timeout(Duration::from_secs(2), graceful.shutdown())
         .await

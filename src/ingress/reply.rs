@@ -124,11 +124,17 @@ pub fn outcomes(ids: &[&str], outcomes: &[EventOutcome], default_retry_after: Du
         .zip(outcomes)
         .map(|(id, o)| event_entry(id, o))
         .collect();
-    if let Some(EventOutcome::Refused { code, message }) = outcomes
+    if let Some(EventOutcome::Refused { code, .. }) = outcomes
         .iter()
         .find(|o| matches!(o, EventOutcome::Refused { .. }))
     {
+        // The spool's own message (paths, sizes) is logged where it arises; the sender learns
+        // the code only.
         let e = ErrorReply::unavailable(code, default_retry_after);
+        let message = match *code {
+            "overloaded" => "the spool is full",
+            _ => "the spool cannot take the event now",
+        };
         return error_with_events(&e, message, &events);
     }
     for o in outcomes {
@@ -195,11 +201,12 @@ struct EventEntry<'a> {
     status: &'static str,
 }
 
-/// One sink's failure in an event's entry.
+/// One sink's failure in an event's entry: the sink's name and the kind of failure only. The
+/// error's text (a URL, a path, broker text) goes to the log and to the private `/readyz`, never
+/// back to the webhook sender, whose provider may show it in a delivery dashboard.
 #[derive(serde::Serialize)]
 struct SinkFailure<'a> {
     kind: &'static str,
-    message: String,
     sink: &'a str,
 }
 
@@ -220,7 +227,6 @@ fn event_entry<'a>(id: &'a str, o: &'a EventOutcome) -> EventEntry<'a> {
                     .iter()
                     .map(|(sink, e)| SinkFailure {
                         kind: e.kind().as_str(),
-                        message: e.to_string(),
                         sink,
                     })
                     .collect(),

@@ -27,14 +27,15 @@ fn within(ts: i64, now: i64, tolerance: i64) -> Result<(), VerifyError> {
     Ok(())
 }
 
-/// Standard Webhooks (`webhook-*`, or Svix's `svix-*` names). `keys` are decoded secrets.
-pub fn standard_webhooks(
-    headers: &HeaderMap,
-    body: &[u8],
-    now: i64,
-    keys: &[Vec<u8>],
-    tolerance: i64,
-) -> Result<(), VerifyError> {
+/// The Standard Webhooks headers of a request (`webhook-*`, or Svix's `svix-*` names), the
+/// timestamp checked against `now`.
+struct SwHeaders<'a> {
+    id: &'a str,
+    ts: i64,
+    sig: &'a str,
+}
+
+fn sw_headers(headers: &HeaderMap, now: i64, tolerance: i64) -> Result<SwHeaders<'_>, VerifyError> {
     let prefix = if headers.contains_key("webhook-id") || !headers.contains_key("svix-id") {
         "webhook"
     } else {
@@ -45,11 +46,28 @@ pub fn standard_webhooks(
     let sig = single(headers, &format!("{prefix}-signature"))?;
     let ts: i64 = ts.trim().parse().map_err(|_| VerifyError::TimestampOutOfRange)?;
     within(ts, now, tolerance)?;
-    if standard_webhooks::verify(keys, id, ts, body, sig) {
+    Ok(SwHeaders { id, ts, sig })
+}
+
+/// Standard Webhooks (`webhook-*`, or Svix's `svix-*` names). `keys` are decoded secrets.
+pub fn standard_webhooks(
+    headers: &HeaderMap,
+    body: &[u8],
+    now: i64,
+    keys: &[Vec<u8>],
+    tolerance: i64,
+) -> Result<(), VerifyError> {
+    let h = sw_headers(headers, now, tolerance)?;
+    if standard_webhooks::verify(keys, h.id, h.ts, body, h.sig) {
         Ok(())
     } else {
         Err(VerifyError::BadSignature)
     }
+}
+
+/// What can be checked of a Standard Webhooks request before its body arrives.
+pub fn standard_webhooks_headers(headers: &HeaderMap, now: i64, tolerance: i64) -> Result<(), VerifyError> {
+    sw_headers(headers, now, tolerance).map(|_| ())
 }
 
 fn hmac_sha256(key: &[u8]) -> Hmac<sha2::Sha256> {
@@ -57,11 +75,20 @@ fn hmac_sha256(key: &[u8]) -> Hmac<sha2::Sha256> {
         .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
 }
 
-/// GitHub: `X-Hub-Signature-256: sha256=<lower-case hex HMAC-SHA256(secret, body)>`.
-pub fn github(headers: &HeaderMap, body: &[u8], secrets: &[Vec<u8>]) -> Result<(), VerifyError> {
+/// GitHub's signature tag from `X-Hub-Signature-256: sha256=<hex>`.
+pub fn github_tag(headers: &HeaderMap) -> Result<Vec<u8>, VerifyError> {
     let value = single(headers, "x-hub-signature-256")?;
     let hex_sig = value.strip_prefix("sha256=").ok_or(VerifyError::BadSignature)?;
     let tag = hex::decode(hex_sig).map_err(|_| VerifyError::BadSignature)?;
+    if tag.len() != 32 {
+        return Err(VerifyError::BadSignature);
+    }
+    Ok(tag)
+}
+
+/// GitHub: `X-Hub-Signature-256: sha256=<lower-case hex HMAC-SHA256(secret, body)>`.
+pub fn github(headers: &HeaderMap, body: &[u8], secrets: &[Vec<u8>]) -> Result<(), VerifyError> {
+    let tag = github_tag(headers)?;
     let mut ok = false;
     for secret in secrets {
         let mut mac = hmac_sha256(secret);
@@ -80,6 +107,27 @@ pub fn stripe(
     secrets: &[Vec<u8>],
     tolerance: i64,
 ) -> Result<(), VerifyError> {
+    let (t, sigs) = stripe_header(headers, now, tolerance)?;
+    let mut ok = false;
+    for secret in secrets {
+        let mut mac = hmac_sha256(secret);
+        mac.update(t.to_string().as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        let tag = mac.finalize().into_bytes();
+        for sig in &sigs {
+            ok |= standard_webhooks::constant_time_eq(&tag, sig);
+        }
+    }
+    ok.then_some(()).ok_or(VerifyError::BadSignature)
+}
+
+/// `Stripe-Signature`'s timestamp (checked against `now`) and its `v1` candidates.
+pub fn stripe_header(
+    headers: &HeaderMap,
+    now: i64,
+    tolerance: i64,
+) -> Result<(i64, Vec<Vec<u8>>), VerifyError> {
     let value = single(headers, "stripe-signature")?;
     let mut t = None;
     let mut sigs = Vec::new();
@@ -104,18 +152,7 @@ pub fn stripe(
         return Err(VerifyError::BadSignature);
     }
     within(t, now, tolerance)?;
-    let mut ok = false;
-    for secret in secrets {
-        let mut mac = hmac_sha256(secret);
-        mac.update(t.to_string().as_bytes());
-        mac.update(b".");
-        mac.update(body);
-        let tag = mac.finalize().into_bytes();
-        for sig in &sigs {
-            ok |= standard_webhooks::constant_time_eq(&tag, sig);
-        }
-    }
-    ok.then_some(()).ok_or(VerifyError::BadSignature)
+    Ok((t, sigs))
 }
 
 /// Digest of the generic HMAC verifier.
@@ -166,6 +203,21 @@ impl GenericHmac {
         now: i64,
         secrets: &[Vec<u8>],
     ) -> Result<(), VerifyError> {
+        let (tag, timestamp) = self.signature(headers, now)?;
+        let content = self.content(body, timestamp.as_deref());
+        let mut ok = false;
+        for secret in secrets {
+            ok |= match self.algorithm {
+                Algorithm::Sha1 => check::<Hmac<sha1::Sha1>>(secret, &content, &tag),
+                Algorithm::Sha256 => check::<Hmac<sha2::Sha256>>(secret, &content, &tag),
+                Algorithm::Sha512 => check::<Hmac<sha2::Sha512>>(secret, &content, &tag),
+            };
+        }
+        ok.then_some(()).ok_or(VerifyError::BadSignature)
+    }
+
+    /// The signature tag and the signed timestamp (checked against `now`), from the headers.
+    pub fn signature(&self, headers: &HeaderMap, now: i64) -> Result<(Vec<u8>, Option<String>), VerifyError> {
         let value = single(headers, &self.header)?;
         let encoded = value
             .trim()
@@ -187,16 +239,7 @@ impl GenericHmac {
             }
             None => None,
         };
-        let content = self.content(body, timestamp.as_deref());
-        let mut ok = false;
-        for secret in secrets {
-            ok |= match self.algorithm {
-                Algorithm::Sha1 => check::<Hmac<sha1::Sha1>>(secret, &content, &tag),
-                Algorithm::Sha256 => check::<Hmac<sha2::Sha256>>(secret, &content, &tag),
-                Algorithm::Sha512 => check::<Hmac<sha2::Sha512>>(secret, &content, &tag),
-            };
-        }
-        ok.then_some(()).ok_or(VerifyError::BadSignature)
+        Ok((tag, timestamp))
     }
 
     /// The signed content: `signed` with `{body}` and `{timestamp}` filled in.

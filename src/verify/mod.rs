@@ -6,7 +6,7 @@
 pub mod fic;
 pub mod hmac;
 pub mod jwt;
-mod token;
+pub(crate) mod token;
 
 use std::sync::Arc;
 
@@ -98,7 +98,10 @@ impl VerifierConfig {
         } = self
         {
             let token = jwt::token(headers, &spec.header)?;
-            let set = provider.keys_for(jwt::kid_of(token).as_deref()).await;
+            let set = provider
+                .keys_for(jwt::kid_of(token).as_deref())
+                .await
+                .map_err(|_| VerifyError::KeysUnavailable)?;
             let claims = jwt::verify(spec, token, &set, now)?;
             return Ok(Verified {
                 fic: None,
@@ -129,6 +132,25 @@ impl VerifierConfig {
                 | VerifierConfig::Stripe { .. }
                 | VerifierConfig::StandardWebhooks { .. }
         )
+    }
+
+    /// What can be checked before the body arrives, for a body-signed verifier: the signature
+    /// header is present and well-formed and a signed timestamp is within tolerance. A request
+    /// that fails it is refused before it takes a pre-authentication slot or sends its body.
+    /// Header-only verifiers are checked whole before the body instead (`verify_async`).
+    pub fn precheck(&self, headers: &HeaderMap, now: u64) -> Result<(), VerifyError> {
+        let now = i64::try_from(now).unwrap_or(i64::MAX);
+        match self {
+            VerifierConfig::Hmac { spec, .. } => spec.signature(headers, now).map(|_| ()),
+            VerifierConfig::GitHub { .. } => hmac::github_tag(headers).map(|_| ()),
+            VerifierConfig::Stripe { tolerance, .. } => {
+                hmac::stripe_header(headers, now, *tolerance).map(|_| ())
+            }
+            VerifierConfig::StandardWebhooks { tolerance, .. } => {
+                hmac::standard_webhooks_headers(headers, now, *tolerance)
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The headers this verifier reads a credential from beyond the well-known ones
@@ -236,6 +258,10 @@ pub enum VerifyError {
     /// The signed timestamp is outside the allowed tolerance (or unparseable).
     #[error("timestamp_out_of_range")]
     TimestampOutOfRange,
+    /// The keys to check the credential with cannot be had now (the JWKS URL is down, or the
+    /// token names a key not yet fetched and a refetch is not yet allowed): transient, 503.
+    #[error("keys_unavailable")]
+    KeysUnavailable,
 }
 
 impl VerifyError {
@@ -252,6 +278,7 @@ impl VerifyError {
             VerifyError::SubjectMismatch => "subject_mismatch",
             VerifyError::NotAllowed => "not_allowed",
             VerifyError::TimestampOutOfRange => "timestamp_out_of_range",
+            VerifyError::KeysUnavailable => "keys_unavailable",
         }
     }
 }

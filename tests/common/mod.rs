@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 pub struct Running {
     pub addr: std::net::SocketAddr,
     pub admin_addr: Option<std::net::SocketAddr>,
+    pub probe_addr: Option<std::net::SocketAddr>,
     pub app: Arc<App>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
@@ -61,6 +62,24 @@ pub async fn start(toml: &str, overrides: Vec<(&str, SinkHandle)>) -> Running {
 /// Like [`start`], with an admin listener on 127.0.0.1:0 when `admin` is set (the config must
 /// set `server.admin_listen` for the main listener to stop serving health endpoints).
 pub async fn start_full(toml: &str, overrides: Vec<(&str, SinkHandle)>, admin: bool) -> Running {
+    start_listeners(toml, overrides, admin, false).await
+}
+
+async fn bind_if(wanted: bool) -> Option<tokio::net::TcpListener> {
+    if wanted {
+        Some(tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind"))
+    } else {
+        None
+    }
+}
+
+/// Like [`start_full`], with a probe listener on 127.0.0.1:0 too when `probe` is set.
+pub async fn start_listeners(
+    toml: &str,
+    overrides: Vec<(&str, SinkHandle)>,
+    admin: bool,
+    probe: bool,
+) -> Running {
     let config = hookbridge::config::from_toml_str(toml, "test.toml").unwrap_or_else(|e| panic!("{e}"));
     let app = App::build_with(
         config,
@@ -69,23 +88,23 @@ pub async fn start_full(toml: &str, overrides: Vec<(&str, SinkHandle)>, admin: b
     .expect("build sinks");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let admin_listener = if admin {
-        Some(
-            tokio::net::TcpListener::bind("127.0.0.1:0")
-                .await
-                .expect("bind admin"),
-        )
-    } else {
-        None
-    };
+    let admin_listener = bind_if(admin).await;
+    let probe_listener = bind_if(probe).await;
     let admin_addr = admin_listener
         .as_ref()
         .map(|l| l.local_addr().expect("admin addr"));
+    let probe_addr = probe_listener
+        .as_ref()
+        .map(|l| l.local_addr().expect("probe addr"));
     let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(hookbridge::ingress::serve_with_admin(
-        app.clone(),
-        listener,
-        admin_listener,
+    let listeners = hookbridge::ingress::Listeners {
+        main: listener,
+        admin: admin_listener,
+        probe: probe_listener,
+    };
+    let task = tokio::spawn(hookbridge::ingress::serve_live(
+        hookbridge::ingress::Live::new(app.clone()),
+        listeners,
         async {
             let _ = rx.await;
         },
@@ -93,6 +112,7 @@ pub async fn start_full(toml: &str, overrides: Vec<(&str, SinkHandle)>, admin: b
     Running {
         addr,
         admin_addr,
+        probe_addr,
         app,
         stop: Some(tx),
         task,

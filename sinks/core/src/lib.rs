@@ -10,6 +10,7 @@ pub mod binding;
 mod blackhole;
 mod error;
 mod event;
+pub mod private;
 mod receipt;
 pub mod settings;
 mod sink;

@@ -125,7 +125,7 @@ impl FileSink {
 /// Opens `path` for appending and drops a partial last line (left by a crash or a failed write
 /// whose truncation failed too), so a reader never takes a fragment for an event.
 fn open_whole(path: &std::path::Path) -> io::Result<Open> {
-    let mut file = std::fs::OpenOptions::new()
+    let mut file = hookbridge_sink_core::private::options()
         .create(true)
         .append(true)
         .read(true)
@@ -280,7 +280,7 @@ impl Sink for FileSink {
                     out.flush().await
                 }
                 .await;
-                r.map(|()| receipt.with("path", "-"))
+                r.map(|()| receipt)
             }
             Some(Target::File(open)) => {
                 // A blocking write, not tokio's `File`: tokio's `write_all` returns before the
@@ -307,11 +307,8 @@ impl Sink for FileSink {
                 .await
                 .map_err(io::Error::other)
                 .and_then(|r| r);
-                written.map(|start| {
-                    receipt
-                        .with("path", self.config.path.display().to_string())
-                        .with("offset", start)
-                })
+                // The offset only: the file's path goes back to no webhook sender.
+                written.map(|start| receipt.with("offset", start))
             }
             None => return Err(SinkError::unavailable("file not open")),
         };

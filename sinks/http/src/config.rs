@@ -64,6 +64,20 @@ fn default_method() -> String {
 }
 
 impl HttpConfig {
+    /// Every secret the sink reads, with its key (`check` resolves them all).
+    pub fn secrets(&self) -> Vec<(&'static str, &SecretRef)> {
+        let mut out = Vec::new();
+        match &self.auth {
+            Some(Auth::Bearer(t)) => out.push(("auth.bearer", t)),
+            Some(Auth::Basic { password, .. }) => out.push(("auth.basic.password", password)),
+            None => {}
+        }
+        if let Some(s) = &self.sign {
+            out.push(("sign.secret", &s.secret));
+        }
+        out
+    }
+
     /// Pure validation: `(key, message)` pairs.
     pub fn validate(&self) -> Vec<(String, String)> {
         let mut errors = Vec::new();

@@ -1,6 +1,6 @@
 //! The pooled client and the [`Sink`] implementation.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -20,6 +20,24 @@ pub struct HttpSink {
     method: Method,
     layout: Layout,
     authorization: Option<HeaderValue>,
+    /// The endpoint's host and port (the URL template's authority holds no field).
+    endpoint: Option<(String, u16)>,
+    /// The last retryable publish failure since the last success: when, and what.
+    last_failure: std::sync::Mutex<Option<(Instant, String)>>,
+}
+
+/// How long a failed publish keeps the sink reported down when its endpoint still accepts
+/// connections (an endpoint answering 5xx): long enough for a probe to see it, short enough
+/// that readiness never waits for traffic a not-ready instance no longer gets.
+const FAILURE_SHOWN_FOR: Duration = Duration::from_secs(10);
+
+/// Host and port of a URL template (fields replaced by a placeholder to parse it).
+fn endpoint(template: &str) -> Option<(String, u16)> {
+    let url = reqwest::Url::parse(&template.replace(['{', '}'], "_")).ok()?;
+    Some((
+        url.host_str()?.trim_matches(['[', ']']).to_owned(),
+        url.port_or_known_default()?,
+    ))
 }
 
 fn secret_text(r: &SecretRef) -> Result<String, SinkError> {
@@ -85,6 +103,8 @@ impl HttpSink {
             method,
             layout,
             authorization,
+            endpoint: endpoint(&config.url),
+            last_failure: std::sync::Mutex::new(None),
         })
     }
 }
@@ -100,6 +120,56 @@ impl Sink for HttpSink {
     }
 
     async fn publish(&self, event: &Event) -> Result<Receipt, SinkError> {
+        let result = self.send(event).await;
+        let mut last = self
+            .last_failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match &result {
+            Ok(_) => *last = None,
+            Err(e) if e.is_retryable() => *last = Some((Instant::now(), e.to_string())),
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// Down while the endpoint refuses connections, and for [`FAILURE_SHOWN_FOR`] after a
+    /// retryable publish failure; a probe that sends no event, so it has no side effect.
+    async fn health(&self) -> Result<(), SinkError> {
+        let last = self
+            .last_failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let last_text = |(_, m): &(Instant, String)| format!("; the last publish failed: {m}");
+        if let Some((host, port)) = &self.endpoint {
+            let connect = tokio::net::TcpStream::connect((host.as_str(), *port));
+            let error = match tokio::time::timeout(Duration::from_secs(2), connect).await {
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(e.to_string()),
+                Err(_) => Some("no answer within 2s".to_owned()),
+            };
+            if let Some(e) = error {
+                let detail = last.as_ref().map(last_text).unwrap_or_default();
+                return Err(SinkError::unavailable(format!(
+                    "cannot connect to {host}:{port}: {e}{detail}"
+                )));
+            }
+        }
+        match last {
+            Some((at, m)) if at.elapsed() < FAILURE_SHOWN_FOR => Err(SinkError::unavailable(format!(
+                "the last publish failed {}s ago: {m}",
+                at.elapsed().as_secs()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    async fn shutdown(&self) {}
+}
+
+impl HttpSink {
+    async fn send(&self, event: &Event) -> Result<Receipt, SinkError> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
@@ -133,16 +203,8 @@ impl Sink for HttpSink {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         classify_status(status, retry_after.as_deref())?;
-        Ok(Receipt::new(&self.name)
-            .with("status", status)
-            .with("url", out.url))
+        // The receiver's status only: the URL (its path, a query key) goes back to no webhook
+        // sender.
+        Ok(Receipt::new(&self.name).with("status", status))
     }
-
-    async fn health(&self) -> Result<(), SinkError> {
-        // The endpoint's health is only known by sending to it; nothing to probe without side
-        // effects. Failures surface per publish (503) instead.
-        Ok(())
-    }
-
-    async fn shutdown(&self) {}
 }

@@ -65,6 +65,17 @@ fn yes() -> bool {
 }
 
 impl KafkaConfig {
+    /// Every secret the sink reads, with its key (`check` resolves them all).
+    pub fn secrets(&self) -> Vec<(&'static str, &SecretRef)> {
+        [
+            ("sasl_password", &self.sasl_password),
+            ("ssl_key_password", &self.ssl_key_password),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v.as_ref()?)))
+        .collect()
+    }
+
     /// Pure validation: `(key, message)` pairs.
     pub fn validate(&self) -> Vec<(String, String)> {
         let mut errors = Vec::new();

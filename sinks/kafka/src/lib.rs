@@ -28,9 +28,12 @@
 //! ```
 
 mod config;
+#[cfg(feature = "client")]
 mod error;
-mod message;
+pub mod message;
+#[cfg(feature = "client")]
 mod sink;
 
 pub use config::KafkaConfig;
+#[cfg(feature = "client")]
 pub use sink::KafkaSink;

@@ -12,6 +12,17 @@ pub struct Layout {
     pub mode: Mode,
 }
 
+/// Kafka's own rule for topic names: 1 to 249 of `[a-zA-Z0-9._-]`, and not `.` or `..`. A
+/// rendered topic outside it is refused here (permanently) rather than by the broker.
+pub fn legal_topic(topic: &str) -> bool {
+    (1..=249).contains(&topic.len())
+        && topic != "."
+        && topic != ".."
+        && topic
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 /// What to produce.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Record {
@@ -29,7 +40,7 @@ impl Layout {
                 .map_err(|e| SinkError::rejected(format!("{what} template {:?}: {e}", t.as_str())))
         };
         let topic = render("topic", &self.topic)?;
-        if topic.is_empty() || topic.len() > 249 {
+        if !legal_topic(&topic) {
             return Err(SinkError::rejected(format!("invalid topic name {topic:?}")));
         }
         let key = match &self.key {

@@ -87,6 +87,19 @@ fn yes() -> bool {
 }
 
 impl NatsConfig {
+    /// Every secret the sink reads, with its key (`check` resolves them all).
+    pub fn secrets(&self) -> Vec<(&'static str, &SecretRef)> {
+        [
+            ("token", &self.token),
+            ("password", &self.password),
+            ("nkey", &self.nkey),
+            ("credentials", &self.credentials),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, v.as_ref()?)))
+        .collect()
+    }
+
     /// Pure validation: `(key, message)` pairs.
     pub fn validate(&self) -> Vec<(String, String)> {
         let mut errors = Vec::new();

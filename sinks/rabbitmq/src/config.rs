@@ -82,6 +82,35 @@ fn yes() -> bool {
 }
 
 impl RabbitConfig {
+    /// Whether the URL is written inline with a password other than the local `guest` default
+    /// (`amqp://guest:guest@localhost`): `check` warns about it.
+    pub fn inline_password(&self) -> bool {
+        let Some(UrlRef::Plain(url)) = &self.url else {
+            return false;
+        };
+        let Some((_, rest)) = url.split_once("://") else {
+            return false;
+        };
+        let Some((userinfo, host)) = rest.split('/').next().unwrap_or_default().rsplit_once('@') else {
+            return false;
+        };
+        let Some((_, password)) = userinfo.split_once(':') else {
+            return false;
+        };
+        let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+        let local = matches!(host, "localhost" | "127.0.0.1" | "[::1]");
+        let guest_default = password == "guest" && local;
+        !password.is_empty() && !guest_default
+    }
+
+    /// Every secret the sink reads, with its key (`check` resolves them all).
+    pub fn secrets(&self) -> Vec<(&'static str, &SecretRef)> {
+        match &self.url {
+            Some(UrlRef::Ref(r)) => vec![("url", r)],
+            _ => Vec::new(),
+        }
+    }
+
     /// Pure validation: `(key, message)` pairs.
     pub fn validate(&self) -> Vec<(String, String)> {
         let mut errors = Vec::new();

@@ -25,7 +25,10 @@
 //! - **Parked**: dead letters with nowhere to go (no dead-letter sink, or it refused them) are
 //!   kept per `(sequence, sink)` with the reason, until replayed with `--parked`.
 //! - **Bounds**: `max_events` and `max_bytes` (of records still to deliver); past either, appends
-//!   are refused (503). Retained and parked records do not count against them.
+//!   are refused (503). `max_parked` parked dead letters: at it, appends are refused too until
+//!   an operator replays or discards some (records already spooled are still parked, so the
+//!   parking holds at most `max_parked + max_events`). Retained records are bounded by
+//!   `retain` and `retain_max_bytes`.
 //! - **I/O errors** (a full disk): redb refuses every write after one until the database is
 //!   reopened. A failed write marks the spool faulty (`/readyz` says why, appends answer 503
 //!   `spool_unavailable`); the next append, or readiness check, reopens the file, reloads the
@@ -77,6 +80,9 @@ pub enum SpoolError {
 pub struct Limits {
     /// Most events held.
     pub max_events: u64,
+    /// Most parked dead letters: at the bound, new events are refused (503) until an operator
+    /// replays or discards some; events already spooled are still parked (never dropped).
+    pub max_parked: u64,
     /// Most record bytes held.
     pub max_bytes: u64,
 }
@@ -310,7 +316,7 @@ pub struct Audit {
 impl Spool {
     /// Opens (or creates) the spool in `dir` and starts its writer thread.
     pub fn open(dir: &Path, limits: Limits) -> Result<Arc<Spool>, SpoolError> {
-        std::fs::create_dir_all(dir)
+        hookbridge_sink_core::private::create_dir(dir)
             .map_err(|e| SpoolError::Io(format!("cannot create {}: {e}", dir.display())))?;
         let store = Arc::new(Store::open(dir.join("spool.redb"))?);
         let loaded = store.with(|db| prepare(db, 1))?;
@@ -470,20 +476,8 @@ impl Spool {
 
     /// The parked dead letters, oldest first.
     pub async fn list_parked(&self) -> Result<Vec<(u64, String, Parked)>, SpoolError> {
-        self.read(|db| {
-            let txn = db.begin_read().map_err(io)?;
-            let table = txn.open_table(PARKED).map_err(io)?;
-            let mut out = Vec::new();
-            for entry in table.iter().map_err(io)? {
-                let (k, v) = entry.map_err(io)?;
-                let (seq, sink) = k.value();
-                if let Ok(p) = serde_json::from_slice::<Parked>(v.value()) {
-                    out.push((seq, sink.to_owned(), p));
-                }
-            }
-            Ok(out)
-        })
-        .await
+        self.read(|db| replay::parked_entries(&db.begin_read().map_err(io)?))
+            .await
     }
 
     async fn unpark(&self, seq: u64, sink: &str) -> Result<(), SpoolError> {
@@ -537,7 +531,9 @@ impl Spool {
     /// Whether an append would be refused now (full, or the store cannot be written).
     pub fn is_full(&self) -> bool {
         let (events, bytes) = self.depth();
-        events >= self.limits.max_events || bytes >= self.limits.max_bytes
+        events >= self.limits.max_events
+            || bytes >= self.limits.max_bytes
+            || self.parked() >= self.limits.max_parked
     }
 
     /// Durably appends a record; returns its sequence number once it is fsynced.
@@ -551,6 +547,14 @@ impl Spool {
             let used = c.committed.bytes + c.reserved.bytes;
             if events + 1 > self.limits.max_events {
                 return Err(SpoolError::Full(format!("{events} events")));
+            }
+            // A replay (an operator's re-queue, carrying `hbreplay`) is not held back by the
+            // parking it may be emptying.
+            if c.parked >= self.limits.max_parked && !record.extensions.contains_key("hbreplay") {
+                return Err(SpoolError::Full(format!(
+                    "{} parked events: replay or discard them (hookbridge replay/discard --parked)",
+                    c.parked
+                )));
             }
             if used + len > self.limits.max_bytes {
                 return Err(SpoolError::Full(format!("{used} bytes")));

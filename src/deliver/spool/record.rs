@@ -167,6 +167,25 @@ pub struct Replayed {
     pub requeued_as: Option<u64>,
 }
 
+impl Replayed {
+    /// The listing of record `seq` (not re-queued yet).
+    pub fn of(seq: u64, record: &Record) -> Replayed {
+        Replayed {
+            seq,
+            id: record.id.clone(),
+            r#type: record.ty.clone(),
+            source: record.source_name().map(str::to_owned),
+            received: record
+                .extensions
+                .get("hbreceived")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned),
+            sinks: record.targets.clone(),
+            requeued_as: None,
+        }
+    }
+}
+
 /// The one field of a record that deciding what to delete needs (cheaper than a whole record).
 #[derive(Deserialize)]
 pub(super) struct Targets {

@@ -20,16 +20,9 @@ impl Spool {
         // every record the spool retains (up to `retain_max_bytes`).
         let f = filter.clone();
         let select = move |mut record: Record, parked_sink: Option<&str>| -> Option<Record> {
-            let received = record.received();
             // Copies made by an earlier replay are not selected again (their originals are).
             let copy = record.extensions.contains_key("hbreplay");
-            let keep = f.since.is_none_or(|s| received.is_some_and(|r| r >= s))
-                && f.until.is_none_or(|u| received.is_some_and(|r| r < u))
-                && f.source
-                    .as_deref()
-                    .is_none_or(|s| record.source_name() == Some(s))
-                && pattern.as_ref().is_none_or(|p| p.matches(&record.ty))
-                && !(copy && parked_sink.is_none());
+            let keep = selects(&f, pattern.as_ref(), &record) && !(copy && parked_sink.is_none());
             if !keep {
                 return None;
             }
@@ -49,22 +42,10 @@ impl Spool {
         let found: Vec<(u64, Record, Option<String>)> = self
             .read(move |db| {
                 let txn = db.begin_read().map_err(io)?;
-                let mut out = Vec::new();
                 if parked {
-                    let table = txn.open_table(PARKED).map_err(io)?;
-                    for entry in table.iter().map_err(io)? {
-                        let (k, v) = entry.map_err(io)?;
-                        let (seq, sink) = k.value();
-                        if let Ok(p) = serde_json::from_slice::<Parked>(v.value()) {
-                            let mut record = p.record;
-                            record.targets = vec![sink.to_owned()];
-                            if let Some(record) = select(record, Some(sink)) {
-                                out.push((seq, record, Some(sink.to_owned())));
-                            }
-                        }
-                    }
-                    return Ok(out);
+                    return scan_parked(&txn, |r, sink| select(r, Some(sink)));
                 }
+                let mut out = Vec::new();
                 let retained = txn.open_table(RETAINED).map_err(io)?;
                 for entry in retained.iter().map_err(io)? {
                     let (k, v) = entry.map_err(io)?;
@@ -103,19 +84,7 @@ impl Spool {
         let mut selected = Vec::new();
         let replayed_at = serde_json::Value::String(crate::normalize::now_rfc3339());
         for (seq, mut record, parked_sink) in found {
-            let mut item = Replayed {
-                seq,
-                id: record.id.clone(),
-                r#type: record.ty.clone(),
-                source: record.source_name().map(str::to_owned),
-                received: record
-                    .extensions
-                    .get("hbreceived")
-                    .and_then(|v| v.as_str())
-                    .map(str::to_owned),
-                sinks: record.targets.clone(),
-                requeued_as: None,
-            };
+            let mut item = Replayed::of(seq, &record);
             if !filter.dry_run {
                 // Consumers can tell a replayed copy by its `hbreplay` extension (replay time).
                 record.extensions.insert("hbreplay".into(), replayed_at.clone());
@@ -128,4 +97,76 @@ impl Spool {
         }
         Ok(selected)
     }
+
+    /// Deletes the parked dead letters `filter` selects (its time window, source, type and
+    /// sink); a dry run only lists them. The only way out of the parking besides a replay.
+    pub async fn discard(&self, filter: &ReplayFilter) -> Result<Vec<Replayed>, SpoolError> {
+        let pattern = match &filter.ty {
+            Some(p) => Some(crate::route::Pattern::compile(p).map_err(SpoolError::Io)?),
+            None => None,
+        };
+        let f = filter.clone();
+        let select = move |record: Record, sink: &str| -> Option<Record> {
+            let keep = selects(&f, pattern.as_ref(), &record) && f.sink.as_deref().is_none_or(|s| s == sink);
+            keep.then_some(record)
+        };
+        let found = self
+            .read(move |db| scan_parked(&db.begin_read().map_err(io)?, select))
+            .await?;
+        let mut out = Vec::with_capacity(found.len());
+        for (seq, record, sink) in found {
+            if !filter.dry_run {
+                if let Some(sink) = &sink {
+                    self.unpark(seq, sink).await?;
+                }
+            }
+            out.push(Replayed::of(seq, &record));
+        }
+        if !filter.dry_run && !out.is_empty() {
+            tracing::warn!(count = out.len(), "parked events discarded by the operator");
+        }
+        Ok(out)
+    }
+}
+
+/// Whether `record` is in the filter's time window, source and type.
+fn selects(f: &ReplayFilter, pattern: Option<&crate::route::Pattern>, record: &Record) -> bool {
+    let received = record.received();
+    f.since.is_none_or(|s| received.is_some_and(|r| r >= s))
+        && f.until.is_none_or(|u| received.is_some_and(|r| r < u))
+        && f.source
+            .as_deref()
+            .is_none_or(|s| record.source_name() == Some(s))
+        && pattern.is_none_or(|p| p.matches(&record.ty))
+}
+
+/// The parked dead letters `select` keeps (given the record, targeted at the sink it was
+/// parked for, and that sink's name), oldest first.
+fn scan_parked(
+    txn: &redb::ReadTransaction,
+    select: impl Fn(Record, &str) -> Option<Record>,
+) -> Result<Vec<(u64, Record, Option<String>)>, SpoolError> {
+    let mut out = Vec::new();
+    for (seq, sink, p) in parked_entries(txn)? {
+        let mut record = p.record;
+        record.targets = vec![sink.clone()];
+        if let Some(record) = select(record, &sink) {
+            out.push((seq, record, Some(sink)));
+        }
+    }
+    Ok(out)
+}
+
+/// Every parked dead letter: (sequence, sink, what was parked), oldest first.
+pub(super) fn parked_entries(txn: &redb::ReadTransaction) -> Result<Vec<(u64, String, Parked)>, SpoolError> {
+    let table = txn.open_table(PARKED).map_err(io)?;
+    let mut out = Vec::new();
+    for entry in table.iter().map_err(io)? {
+        let (k, v) = entry.map_err(io)?;
+        let (seq, sink) = k.value();
+        if let Ok(p) = serde_json::from_slice::<Parked>(v.value()) {
+            out.push((seq, sink.to_owned(), p));
+        }
+    }
+    Ok(out)
 }

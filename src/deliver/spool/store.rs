@@ -37,6 +37,8 @@ fn open_db(path: &Path) -> Result<Database, SpoolError> {
     // soon after they were written, and the kernel's page cache serves those reads anyway.
     // 4 MiB instead of 16 took ~11 MiB off peak RSS with a 35,000-event backlog and no
     // measurable loss of throughput (BENCHMARKS.md).
+    hookbridge_sink_core::private::create_file(path)
+        .map_err(|e| SpoolError::Io(format!("cannot create {}: {e}", path.display())))?;
     redb::Builder::new()
         .set_cache_size(SPOOL_CACHE_BYTES)
         .create(path)

@@ -8,6 +8,7 @@ fn limits() -> Limits {
     Limits {
         max_events: 100,
         max_bytes: 1 << 20,
+        max_parked: u64::MAX,
     }
 }
 
@@ -125,6 +126,7 @@ async fn bounds_refuse_appends() {
         Limits {
             max_events: 2,
             max_bytes: 1 << 20,
+            max_parked: u64::MAX,
         },
     )
     .expect("open");
@@ -141,6 +143,7 @@ async fn bounds_refuse_appends() {
         Limits {
             max_events: 100,
             max_bytes: 10,
+            max_parked: u64::MAX,
         },
     )
     .expect("open");
@@ -256,6 +259,7 @@ async fn cancelled_appends_keep_the_counts_true() {
         Limits {
             max_events: 1_000_000,
             max_bytes: 1 << 30,
+            max_parked: u64::MAX,
         },
     )
     .expect("open");
