@@ -36,6 +36,8 @@ pub struct JwksProvider {
     /// When the cached keys were fetched.
     fetched_at: Mutex<Option<Instant>>,
     fetches: Mutex<u64>,
+    /// A background refresh is under way.
+    refreshing: std::sync::atomic::AtomicBool,
 }
 
 /// Builds a key set from a JWKS document (keys that cannot be used are skipped).
@@ -72,6 +74,7 @@ impl JwksProvider {
             last_attempt: tokio::sync::Mutex::new(None),
             fetched_at: Mutex::new(None),
             fetches: Mutex::new(0),
+            refreshing: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -98,53 +101,57 @@ impl JwksProvider {
     }
 
     /// Keys for a token naming `kid`: the cache, refetched first when the `kid` is unknown (or
-    /// nothing is cached) and the last attempt is older than `min_refresh`, or when the cache is
-    /// older than `refresh`. `Err` when the `kid` is unknown and no fetch could be made or
+    /// nothing is cached) and the last attempt is older than `min_refresh`. A cache older than
+    /// `refresh` is refetched in the background while it keeps serving (no request waits for
+    /// a periodic refresh). `Err` when the `kid` is unknown and no fetch could be made or
     /// succeeded now.
-    pub async fn keys_for(&self, kid: Option<&str>) -> Result<Arc<KeySet>, KeysUnavailable> {
-        let has = |set: &KeySet| match kid {
-            Some(k) => set.has_kid(k),
-            None => !set.keys.is_empty(),
-        };
+    pub async fn keys_for(self: &Arc<Self>, kid: Option<&str>) -> Result<Arc<KeySet>, KeysUnavailable> {
         let current = self.current();
-        if has(&current) && !self.stale() {
+        if current.has_candidate(kid) {
+            if self.stale() && !self.refreshing.swap(true, std::sync::atomic::Ordering::AcqRel) {
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let mut last = me.last_attempt.lock().await;
+                    if me.stale() && last.is_none_or(|at| at.elapsed() >= me.min_refresh) {
+                        let _ = me.refetch(&mut last).await;
+                    }
+                    me.refreshing.store(false, std::sync::atomic::Ordering::Release);
+                });
+            }
             return Ok(current);
         }
         let mut last = self.last_attempt.lock().await;
         // Someone else may have refreshed while we waited.
         let current = self.current();
-        if has(&current) && !self.stale() {
+        if current.has_candidate(kid) {
             return Ok(current);
         }
-        if let Some(at) = *last {
-            if at.elapsed() < self.min_refresh {
-                // A refetch is not allowed yet: known keys still serve; an unknown one may be
-                // a key the issuer rotated in since, so the sender should retry, not give up.
-                return if has(&current) {
-                    Ok(current)
-                } else {
-                    Err(KeysUnavailable)
-                };
-            }
+        if last.is_some_and(|at| at.elapsed() < self.min_refresh) {
+            // A refetch is not allowed yet; the kid may be a key the issuer rotated in since,
+            // so the sender should retry, not give up.
+            return Err(KeysUnavailable);
         }
+        match self.refetch(&mut last).await {
+            Some(set) => Ok(set),
+            None => Err(KeysUnavailable),
+        }
+    }
+
+    /// Fetches the JWKS now (the caller holds `last_attempt`), replacing the cache on success.
+    async fn refetch(&self, last: &mut Option<Instant>) -> Option<Arc<KeySet>> {
+        *last = Some(Instant::now());
         *self.fetches.lock().unwrap_or_else(PoisonError::into_inner) += 1;
         match self.fetch().await {
             Ok(set) => {
-                *last = Some(Instant::now());
                 let set = Arc::new(set);
                 *self.keys.write().unwrap_or_else(PoisonError::into_inner) = set.clone();
                 *self.fetched_at.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
                 tracing::info!(url = %self.url, keys = set.keys.len(), "JWKS refreshed");
-                Ok(set)
+                Some(set)
             }
             Err(e) => {
-                *last = Some(Instant::now());
                 tracing::warn!(url = %self.url, error = %e, "JWKS fetch failed; keeping the cached keys");
-                if has(&current) {
-                    Ok(current)
-                } else {
-                    Err(KeysUnavailable)
-                }
+                None
             }
         }
     }

@@ -90,6 +90,9 @@ enum Command {
     Discard {
         #[command(flatten)]
         select: Selection,
+        /// Every parked event (without a selector or this, nothing is deleted).
+        #[arg(long)]
+        all: bool,
     },
     /// Fatture in Cloud tools.
     Fic {
@@ -257,10 +260,10 @@ fn main() -> ExitCode {
                 eprintln!("hookbridge replay: --since is required (unless --parked)");
                 return ExitCode::from(2);
             }
-            spool_command(select, parked, to, hookbridge::cli::replay::Action::Replay)
+            spool_command(select, parked, false, to, hookbridge::cli::replay::Action::Replay)
         }
-        Command::Discard { select } => {
-            spool_command(select, true, None, hookbridge::cli::replay::Action::Discard)
+        Command::Discard { select, all } => {
+            spool_command(select, true, all, None, hookbridge::cli::replay::Action::Discard)
         }
         Command::Fic { command } => match fic(command) {
             Ok(code) => code,
@@ -409,6 +412,7 @@ struct Selection {
 fn spool_command(
     select: Selection,
     parked: bool,
+    all: bool,
     to: Option<String>,
     action: hookbridge::cli::replay::Action,
 ) -> ExitCode {
@@ -437,6 +441,7 @@ fn spool_command(
         parked,
         to,
         dry_run: select.dry_run,
+        all,
     };
     let (path, json) = (select.config, select.json);
     let run = || -> anyhow::Result<()> {

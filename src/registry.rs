@@ -17,6 +17,28 @@ pub const SINK_TYPES: &[(&str, bool)] = &[
     ("http", cfg!(feature = "http")),
 ];
 
+/// The warning about a password written in a sink's URL.
+#[cfg(any(feature = "nats", feature = "http", feature = "rabbitmq"))]
+fn warning(what: &str) -> (&'static str, String) {
+    (
+        "url",
+        format!("the {what} URL carries a password inline; anyone who reads this file has it"),
+    )
+}
+
+/// Whether `url` has a password in its userinfo (`scheme://user:password@host`).
+#[cfg(any(feature = "nats", feature = "http"))]
+fn has_password(url: &str) -> bool {
+    let Some((_, rest)) = url.trim().split_once("://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    authority
+        .rsplit_once('@')
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .is_some_and(|(_, password)| !password.is_empty())
+}
+
 /// `[sinks.NAME]`, dispatched on its `type` key.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
@@ -77,12 +99,11 @@ impl SinkSpec {
     pub fn inline_secret(&self) -> Option<(&'static str, String)> {
         match self {
             #[cfg(feature = "rabbitmq")]
-            SinkSpec::Rabbitmq(c) => c.inline_password().then(|| {
-                (
-                    "url",
-                    "the AMQP URL carries a password inline; anyone who reads this file has it".to_owned(),
-                )
-            }),
+            SinkSpec::Rabbitmq(c) => c.inline_password().then(|| warning("AMQP")),
+            #[cfg(feature = "nats")]
+            SinkSpec::Nats(c) => c.url.split(',').any(has_password).then(|| warning("NATS")),
+            #[cfg(feature = "http")]
+            SinkSpec::Http(c) => has_password(&c.url).then(|| warning("HTTP sink")),
             _ => None,
         }
     }

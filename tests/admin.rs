@@ -342,6 +342,9 @@ async fn parked_events_are_bounded_and_can_be_discarded() {
         }
     };
     assert_eq!(discard("{}", false).await.0, 401, "the same credential as replay");
+    // Deleting everything takes saying so.
+    let (status, v) = discard("{}", true).await;
+    assert_eq!((status, v["error"]["field"].as_str()), (400, Some("all")), "{v}");
     let (status, v) = discard(r#"{"dry_run": true}"#, true).await;
     assert_eq!(
         (status, v["matched"].as_u64(), v["discarded"].as_u64()),
@@ -364,7 +367,7 @@ async fn parked_events_are_bounded_and_can_be_discarded() {
     let cfg_path = dir.path().join("hookbridge.toml");
     std::fs::write(&cfg_path, &cfg).expect("write config");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookbridge"))
-        .args(["discard", "--config"])
+        .args(["discard", "--all", "--config"])
         .arg(&cfg_path)
         .arg("--json")
         .output()

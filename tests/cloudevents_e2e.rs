@@ -506,10 +506,24 @@ async fn healthz_and_readyz_report_sink_state() {
     let (status, body, _) = send(client().get(hb.url("/readyz"))).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["sinks"]["a"]["state"], "down");
-    assert!(body["sinks"]["a"]["error"]
-        .as_str()
-        .is_some_and(|e| e.contains("broker down")));
+    // On the webhook listener, states only: sink errors carry URLs and broker text (#27).
+    assert!(body["sinks"]["a"].get("error").is_none(), "{body}");
     assert_eq!(body["sinks"]["b"]["state"], "up");
+    hb.stop().await;
+
+    // The probe listener has the detail.
+    let down = FailingSink::new("a", 1000, || SinkError::unavailable("broker down"));
+    let cfg = format!("{TWO_SINKS}\n[server]\nprobe_listen = \"127.0.0.1:9\"\n");
+    let hb = common::start_listeners(&cfg, vec![("a", down as SinkHandle)], false, true).await;
+    let probe = hb.probe_addr.expect("probe");
+    let (status, body, _) = send(client().get(format!("http://{probe}/readyz"))).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["sinks"]["a"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("broker down")),
+        "{body}"
+    );
     hb.stop().await;
 
     let hb = start(TWO_SINKS, vec![]).await;

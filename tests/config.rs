@@ -418,6 +418,15 @@ admin_listen = "0.0.0.0:9090"
         "{stderr}"
     );
     assert!(stderr.contains("sources.j.verify.key"), "{stderr}");
+    let nats = write(&format!(
+        "{BASE}\n[sinks.bus]\ntype = \"nats\"\nurl = \"nats://app:s3cret@nats.internal:4222\"\nsubject = \"x.{{type}}\"\n"
+    ));
+    let out = check(nats.path(), &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.contains("sinks.bus.url"),
+        "{stderr}"
+    );
     // The local guest default is not a secret worth a warning.
     let guest = write(&format!(
         "{BASE}\n[sinks.rabbit]\ntype = \"rabbitmq\"\nurl = \"amqp://guest:guest@127.0.0.1:5672/%2f\"\nexchange = \"x\"\n"

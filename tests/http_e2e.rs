@@ -293,10 +293,12 @@ async fn unreachable_endpoint_is_503_and_its_url_never_reaches_the_sender() {
             .await
             .expect("text");
         if probes {
+            // The detail names the endpoint, with its query (an API key, here) redacted.
             assert!(
-                ready.contains("k3y-in-the-query"),
+                ready.contains("/internal/hooks?…"),
                 "the private /readyz has the detail: {ready}"
             );
+            assert!(!ready.contains("k3y-in-the-query"), "{ready}");
         } else {
             for part in secret_parts {
                 assert!(!ready.contains(part), "{part:?} in the public /readyz: {ready}");

@@ -7,7 +7,7 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use hookbridge::app::App;
-use hookbridge::ingress::handler::{handle, Role};
+use hookbridge::ingress::handler::{handle, Listener, Role};
 use http::Method;
 use libfuzzer_sys::fuzz_target;
 
@@ -49,8 +49,11 @@ fuzz_target!(|data: &[u8]| {
     let stream = futures_util::stream::once(async move { Ok::<Bytes, warp::Error>(body) });
     let resp = rt.block_on(handle(
         app.clone(),
-        Role::Main,
-        true,
+        Listener {
+            role: Role::Main,
+            probes: true,
+            public: false,
+        },
         method.clone(),
         path.to_owned(),
         query,

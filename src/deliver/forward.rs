@@ -145,8 +145,8 @@ struct Forwarder {
 }
 
 /// How far behind a stuck event the probes look (one per attempt, in turn): two or more poison
-/// events in a row do not pass for an outage. With `strict_order` only the next event is probed,
-/// since a probe further on would arrive before the events between.
+/// events in a row do not pass for an outage. With `strict_order` nothing is probed (see
+/// [`Forwarder::judge`]).
 const PROBE_SPAN: usize = 16;
 
 /// Runs until `stop` turns true. Returns after finishing (or abandoning) the current attempt.
@@ -338,7 +338,15 @@ impl Forwarder {
             return Verdict::Dead(DeadReason::Rejected);
         }
         metrics::counter!("hookbridge_retries_total", "sink" => name.clone()).increment(1);
-        let limit = self.settings.dead_letters.max_attempts;
+        // With `strict_order` a retryable failure is never given up: the probe that tells a
+        // poison event from an outage is a later event, which would arrive first (seen when an
+        // outage ended between the head's attempt and the probe), and parking the head would put
+        // it after later ones too. The backlog's age shows a stuck queue.
+        let limit = self
+            .settings
+            .dead_letters
+            .max_attempts
+            .filter(|_| !self.settings.strict_order);
         if limit.is_some_and(|m| self.attempt >= m) {
             // Used up its attempts. Give it up only if the sink takes other events: during an
             // outage every event fails, and parking them one by one would lose their order.
@@ -368,7 +376,7 @@ impl Forwarder {
     /// is not taken for an outage. The probe may be published again later in its turn
     /// (at-least-once).
     async fn sink_takes_a_later_event(&mut self, seq: u64) -> bool {
-        let span = if self.settings.strict_order { 1 } else { PROBE_SPAN };
+        let span = PROBE_SPAN;
         // One scan reads at most 1,024 records of any sink: go on until this sink's next ones,
         // or the end.
         let mut after = seq;

@@ -276,9 +276,11 @@ impl Deliverer {
                         .increment(1);
                     tracing::warn!(sink = %name, event_id = ?event.id, dead_letter = %dl.name(), error = %error,
                         "event refused permanently; sent to the dead-letter sink");
+                    // The kind only: the error's text (a URL, broker text) is in the log above and
+                    // in the dead letter's `hbdlerror`, never in the answer to the sender.
                     receipts.push(
                         r.with("dead_letter_for", name.as_str())
-                            .with("error", error.to_string()),
+                            .with("error", error.kind().as_str()),
                     );
                 }
                 Err(e) => {

@@ -26,7 +26,14 @@ use crate::deliver::spool::{ReplayFilter, Replayed, Spool};
 const LISTED: usize = 1000;
 
 /// Handles `/admin/*`.
-pub async fn handle<S, B>(app: &App, method: Method, path: &str, headers: &HeaderMap, body: S) -> Response
+pub async fn handle<S, B>(
+    app: &App,
+    public: bool,
+    method: Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: S,
+) -> Response
 where
     S: Stream<Item = Result<B, warp::Error>>,
     B: Buf,
@@ -47,7 +54,7 @@ where
         e.allow = if expected == Method::POST { "POST" } else { "GET" };
         return reply::error(&e);
     }
-    if let Err(e) = authorize(&app.config.server, headers) {
+    if let Err(e) = authorize(&app.config.server, headers, public) {
         tracing::warn!(path, code = e.code, "admin request refused");
         let mut resp = reply::error(&e);
         if e.status == StatusCode::UNAUTHORIZED {
@@ -103,9 +110,19 @@ where
     }
 }
 
-/// Checks the admin credential (see the module documentation).
-fn authorize(server: &crate::config::ServerConfig, headers: &HeaderMap) -> Result<(), ErrorReply> {
+/// Checks the admin credential (see the module documentation). `public`: the listener is bound
+/// to a non-loopback address, where no token means no access (a reload may have removed the
+/// token, but cannot move the listener).
+pub fn authorize(
+    server: &crate::config::ServerConfig,
+    headers: &HeaderMap,
+    public: bool,
+) -> Result<(), ErrorReply> {
     use crate::verify::VerifyError;
+    if server.admin_tokens.is_empty() && public {
+        return Err(ErrorReply::new(StatusCode::FORBIDDEN, "admin_token_required")
+            .message("this listener is not on a loopback address and server.admin_token is not set"));
+    }
     if server.admin_tokens.is_empty() {
         let host = headers
             .get(http::header::HOST)
@@ -181,6 +198,15 @@ async fn discard(app: &App, spool: &Spool, filter: &ReplayFilter) -> Response {
     };
     if let Err((field, message)) = check_filter(&app.config, &parked) {
         return reply::error(&ErrorReply::malformed(message).field(Some(field.to_owned())));
+    }
+    // Deleting every parked event takes saying so.
+    if !filter.dry_run && !filter.all && !filter.selects_something() {
+        return reply::error(
+            &ErrorReply::malformed(
+                "name what to discard (since, until, source, type, sink) or set \"all\": true",
+            )
+            .field(Some("all".to_owned())),
+        );
     }
     match spool.discard(filter).await {
         Ok(items) => {

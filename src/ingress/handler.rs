@@ -37,14 +37,23 @@ pub enum Role {
     Probe,
 }
 
+/// A bound listener: its role, and what was decided from the listeners actually bound (never
+/// from a reloaded configuration, which cannot move them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listener {
+    /// What it serves.
+    pub role: Role,
+    /// Whether it serves `/healthz`, `/readyz` and `/metrics`.
+    pub probes: bool,
+    /// Whether it is bound to a non-loopback address: the admin API there needs a token even
+    /// if a reload removed it from the configuration.
+    pub public: bool,
+}
+
 /// Handles any request.
-/// `probes`: whether this listener serves `/healthz`, `/readyz` and `/metrics` (decided from the
-/// listeners actually bound, not from a reloaded configuration).
-#[allow(clippy::too_many_arguments)]
 pub async fn handle<S, B>(
     app: Arc<App>,
-    role: Role,
-    probes: bool,
+    listener: Listener,
     method: Method,
     path: String,
     query: Option<String>,
@@ -55,6 +64,7 @@ where
     S: Stream<Item = Result<B, warp::Error>>,
     B: Buf,
 {
+    let Listener { role, probes, public } = listener;
     let serves_health = probes;
     let mut resp = match path.as_str() {
         "/healthz" | "/readyz" | "/metrics" if !serves_health => not_found(),
@@ -65,10 +75,19 @@ where
             ))
         }
         "/healthz" => reply::json_response(StatusCode::OK, &json!({ "status": "ok" })),
-        "/readyz" => super::health::readyz(&app, role != Role::Main).await,
+        "/readyz" => {
+            // The detail (sink errors) on the probe listener, and on the admin listener to
+            // whoever the admin API would answer.
+            let detail = match role {
+                Role::Main => false,
+                Role::Probe => true,
+                Role::Admin => super::admin::authorize(&app.config.server, &headers, public).is_ok(),
+            };
+            super::health::readyz(&app, detail).await
+        }
         "/metrics" => super::health::metrics(&app),
         p if role == Role::Admin && p.starts_with("/admin/") => {
-            super::admin::handle(&app, method, p, &headers, body).await
+            super::admin::handle(&app, public, method, p, &headers, body).await
         }
         _ if role != Role::Main => not_found(),
         _ => match app.source_at(&path) {

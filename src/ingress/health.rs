@@ -45,6 +45,7 @@ pub async fn readyz(app: &App, detail: bool) -> Response {
             ready = false;
         }
         body["spool"] = spool_state(spool);
+        body["spool"]["writable"] = Value::Bool(fault.is_none());
         if let Some(e) = fault.filter(|_| detail) {
             body["spool"]["error"] = Value::String(e);
         }

@@ -26,14 +26,12 @@ use warp::Filter;
 use crate::app::App;
 pub use crate::app::Live;
 
-pub use handler::Role;
+pub use handler::{Listener, Role};
 
-/// The warp filter for a listener of `role`; `probes` says whether it serves `/healthz`,
-/// `/readyz` and `/metrics`.
+/// The warp filter for `listener`.
 pub fn routes(
     live: Arc<Live>,
-    role: Role,
-    probes: bool,
+    listener: Listener,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = std::convert::Infallible> + Clone {
     warp::any()
         // Each request takes the configuration current when it arrives and keeps it to the end,
@@ -55,8 +53,7 @@ pub fn routes(
                 let query = (!query.is_empty()).then_some(query);
                 handler::handle(
                     app,
-                    role,
-                    probes,
+                    listener,
                     method,
                     path.as_str().to_owned(),
                     query,
@@ -123,13 +120,24 @@ pub async fn serve_live(live: Arc<Live>, listeners: Listeners, shutdown: impl Fu
     } = listeners;
     live.get().start_forwarders();
     // The probes are served by the probe listener, else the admin listener, else the main one.
+    let public = |l: &Option<TcpListener>| {
+        l.as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .is_some_and(|a| !a.ip().is_loopback())
+    };
+    let listener_of = |role, probes, public| Listener { role, probes, public };
     let main_service = warp::service(routes(
         live.clone(),
-        Role::Main,
-        admin.is_none() && probe.is_none(),
+        listener_of(Role::Main, admin.is_none() && probe.is_none(), false),
     ));
-    let admin_service = warp::service(routes(live.clone(), Role::Admin, probe.is_none()));
-    let probe_service = warp::service(routes(live.clone(), Role::Probe, true));
+    let admin_service = warp::service(routes(
+        live.clone(),
+        listener_of(Role::Admin, probe.is_none(), public(&admin)),
+    ));
+    let probe_service = warp::service(routes(
+        live.clone(),
+        listener_of(Role::Probe, true, public(&probe)),
+    ));
     let graceful = GracefulShutdown::new();
     let header_read_timeout = live.get().config.server.header_read_timeout;
     let drain = async {

@@ -29,9 +29,13 @@ pub struct KeySet {
 }
 
 impl KeySet {
-    /// Whether a key with this `kid` is present.
-    pub fn has_kid(&self, kid: &str) -> bool {
-        self.keys.iter().any(|k| k.kid.as_deref() == Some(kid))
+    /// Whether a token naming `kid` (or none) has a key to be checked with: one with that `kid`,
+    /// or one without a `kid` (tried for every token, as [`KeySet::candidates`] does).
+    pub fn has_candidate(&self, kid: Option<&str>) -> bool {
+        match kid {
+            Some(_) => self.candidates(kid).next().is_some(),
+            None => !self.keys.is_empty(),
+        }
     }
 
     /// Candidate keys for a token with `kid` (all keys when the token names none).

@@ -26,10 +26,19 @@ pub struct HttpSink {
     last_failure: std::sync::Mutex<Option<(Instant, String)>>,
 }
 
-/// How long a failed publish keeps the sink reported down when its endpoint still accepts
-/// connections (an endpoint answering 5xx): long enough for a probe to see it, short enough
-/// that readiness never waits for traffic a not-ready instance no longer gets.
-const FAILURE_SHOWN_FOR: Duration = Duration::from_secs(10);
+/// A URL for logs and `/readyz`: no user, password or query (a query often holds an API key).
+fn redacted(url: &reqwest::Url) -> String {
+    let mut shown = url.clone();
+    let _ = shown.set_username("");
+    let _ = shown.set_password(None);
+    let query = shown.query().is_some();
+    shown.set_query(None);
+    let mut text = shown.to_string();
+    if query {
+        text.push_str("?…");
+    }
+    text
+}
 
 /// Host and port of a URL template (fields replaced by a placeholder to parse it).
 fn endpoint(template: &str) -> Option<(String, u16)> {
@@ -133,8 +142,10 @@ impl Sink for HttpSink {
         result
     }
 
-    /// Down while the endpoint refuses connections, and for [`FAILURE_SHOWN_FOR`] after a
-    /// retryable publish failure; a probe that sends no event, so it has no side effect.
+    /// Down while the endpoint refuses connections (a probe that sends no event, so it has no
+    /// side effect); the last failed publish is in the detail. A 5xx answer does not make the
+    /// sink down: one event the receiver chokes on would take the instance out of service (the
+    /// adversarial review sent one per 10 s and kept `/readyz` at 503).
     async fn health(&self) -> Result<(), SinkError> {
         let last = self
             .last_failure
@@ -156,13 +167,7 @@ impl Sink for HttpSink {
                 )));
             }
         }
-        match last {
-            Some((at, m)) if at.elapsed() < FAILURE_SHOWN_FOR => Err(SinkError::unavailable(format!(
-                "the last publish failed {}s ago: {m}",
-                at.elapsed().as_secs()
-            ))),
-            _ => Ok(()),
-        }
+        Ok(())
     }
 
     async fn shutdown(&self) {}
@@ -178,6 +183,7 @@ impl HttpSink {
         // event cannot hold up a spool queue.
         let url = reqwest::Url::parse(&out.url)
             .map_err(|e| SinkError::rejected(format!("the rendered URL is not a valid URL: {e}")))?;
+        let shown = redacted(&url);
         let mut request = self.client.request(self.method.clone(), url);
         for (name, value) in &out.headers {
             let name = HeaderName::from_bytes(name.as_bytes())
@@ -190,10 +196,12 @@ impl HttpSink {
             request = request.header(AUTHORIZATION, auth.clone());
         }
         let response = request.body(out.body).send().await.map_err(|e| {
+            // reqwest's error names the whole URL; the sink's own text names a redacted one.
+            let e = e.without_url();
             if e.is_timeout() {
-                SinkError::timeout(format!("{} {} timed out", self.method, out.url)).with_source(e)
+                SinkError::timeout(format!("{} {shown} timed out", self.method)).with_source(e)
             } else {
-                SinkError::unavailable(format!("{} {} failed", self.method, out.url)).with_source(e)
+                SinkError::unavailable(format!("{} {shown} failed", self.method)).with_source(e)
             }
         })?;
         let status = response.status().as_u16();

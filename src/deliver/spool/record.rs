@@ -146,6 +146,20 @@ pub struct ReplayFilter {
     /// List what would be replayed; publish nothing.
     #[serde(default)]
     pub dry_run: bool,
+    /// For a discard: every parked event (a discard without a selector or this is refused).
+    #[serde(default)]
+    pub all: bool,
+}
+
+impl ReplayFilter {
+    /// Whether it selects by anything (time window, source, type or sink).
+    pub fn selects_something(&self) -> bool {
+        self.since.is_some()
+            || self.until.is_some()
+            || self.source.is_some()
+            || self.ty.is_some()
+            || self.sink.is_some()
+    }
 }
 
 /// One event `replay` selected.

@@ -101,6 +101,11 @@ impl Spool {
     /// Deletes the parked dead letters `filter` selects (its time window, source, type and
     /// sink); a dry run only lists them. The only way out of the parking besides a replay.
     pub async fn discard(&self, filter: &ReplayFilter) -> Result<Vec<Replayed>, SpoolError> {
+        if !filter.dry_run && !filter.all && !filter.selects_something() {
+            return Err(SpoolError::Io(
+                "say which parked events to discard (a time window, source, type or sink), or all".into(),
+            ));
+        }
         let pattern = match &filter.ty {
             Some(p) => Some(crate::route::Pattern::compile(p).map_err(SpoolError::Io)?),
             None => None,
