@@ -58,7 +58,7 @@ fuzz_target!(|data: &[u8]| {
                     .iter()
                     .map(|(k, vs)| {
                         vs.iter()
-                            .map(|v| k.as_ref().len() + v.as_str().len() + 4)
+                            .map(|v| AsRef::<str>::as_ref(k).len() + v.as_str().len() + 4)
                             .sum::<usize>()
                     })
                     .sum();

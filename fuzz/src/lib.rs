@@ -68,7 +68,7 @@ verify = { secret = { env = "HBFUZZ_WHSEC" }, tolerance = "5m" }
 path = "/fic"
 kind = "fattureincloud"
 public_url = "https://hooks.example.com/fic"
-verify = { public_key = { env = "HBFUZZ_FIC_PUB" } }
+verify = { public_key = { env = "HBFUZZ_FIC_PUB" }, allow_any_company = true }
 
 [sources.jwths]
 path = "/jwths"

@@ -91,6 +91,9 @@ impl KafkaConfig {
         for (name, value) in &self.headers {
             template(format!("headers.{name}"), value);
         }
+        if self.headers.contains_key("") {
+            errors.push(("headers".to_owned(), "a header name is empty".to_owned()));
+        }
         for key in self.librdkafka.keys() {
             if RESERVED.contains(&key.as_str()) {
                 errors.push((

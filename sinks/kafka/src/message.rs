@@ -62,6 +62,11 @@ impl Layout {
         for h in rest {
             headers.push((h.name.as_str().to_owned(), h.value.into_owned().into_bytes()));
         }
+        // A configured header name can be empty (found by the `messages` fuzz target): a record
+        // header without a name is refused, permanently, rather than sent.
+        if headers.iter().any(|(k, _)| k.is_empty()) {
+            return Err(SinkError::rejected("a header with an empty name"));
+        }
         let value = bound.body.to_vec();
         Ok(Record {
             topic,
