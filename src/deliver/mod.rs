@@ -76,11 +76,10 @@ pub enum EventOutcome {
     /// the sinks that took it and of the dead-letter sink (`"dead_letter_for"`).
     DeadLettered(Vec<Receipt>),
     /// Not taken, for a reason that clears by itself (spool full or unwritable): 503 `code`.
+    /// The detail (sizes, paths) is logged where it arises, never sent back.
     Refused {
         /// Reason code.
         code: &'static str,
-        /// Detail.
-        message: String,
     },
 }
 
@@ -95,7 +94,7 @@ impl EventOutcome {
             EventOutcome::Failed(_) => "sink_rejected",
             EventOutcome::Spooled(_) => "spooled",
             EventOutcome::DeadLettered(_) => "dead_lettered",
-            EventOutcome::Refused { code, .. } => code,
+            EventOutcome::Refused { code } => code,
         }
     }
 }
@@ -354,16 +353,12 @@ impl Deliverer {
             }
             Err(SpoolError::Full(m)) => {
                 tracing::warn!(event_id = ?event.id, reason = %m, "the spool is full");
-                EventOutcome::Refused {
-                    code: "overloaded",
-                    message: m,
-                }
+                EventOutcome::Refused { code: "overloaded" }
             }
             Err(SpoolError::Io(m)) => {
                 tracing::error!(event_id = ?event.id, error = %m, "spool append failed");
                 EventOutcome::Refused {
                     code: "spool_unavailable",
-                    message: m,
                 }
             }
         }

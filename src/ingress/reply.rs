@@ -124,7 +124,7 @@ pub fn outcomes(ids: &[&str], outcomes: &[EventOutcome], default_retry_after: Du
         .zip(outcomes)
         .map(|(id, o)| event_entry(id, o))
         .collect();
-    if let Some(EventOutcome::Refused { code, .. }) = outcomes
+    if let Some(EventOutcome::Refused { code }) = outcomes
         .iter()
         .find(|o| matches!(o, EventOutcome::Refused { .. }))
     {
