@@ -10,6 +10,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod code;
 pub mod config;
 pub mod deliver;
 pub mod fic;

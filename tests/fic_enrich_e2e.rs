@@ -191,3 +191,76 @@ async fn spent_quota_publishes_unenriched_with_a_marker_or_503_when_asked() {
     assert!(lines(&file2).is_empty());
     hb.stop().await;
 }
+
+/// `/metrics` of the in-process hookbridge at `base`.
+async fn metrics(base: &str) -> String {
+    reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_is_counted_and_logged_not_silently_skipped() {
+    std::env::set_var("HB_TEST_FIC_EXPIRED_TOKEN", "expired-token");
+    let sim = Sim::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("events.jsonl");
+    let cfg = config(&sim, &file, "").replace("HB_TEST_FIC_TOKEN", "HB_TEST_FIC_EXPIRED_TOKEN");
+    let hb = start(&cfg, vec![]).await;
+    let base = format!("http://{}", hb.addr);
+    for i in 0..3 {
+        let (status, body) = notify(&base, &format!("4:{i}"), "entities.clients.create", &[40 + i]).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert!(lines(&file).iter().all(|l| l["hbenrich"] == "skipped"));
+    let text = metrics(&base).await;
+    let line = text
+        .lines()
+        .find(|l| {
+            l.starts_with("hookbridge_enrich_failures_total{")
+                && l.contains("reason=\"unauthorized\"")
+                && l.contains("source=\"fic\"")
+        })
+        .unwrap_or_else(|| panic!("no unauthorized enrichment failures counted:\n{text}"));
+    assert!(line.ends_with(" 3"), "{line}");
+    assert!(text.contains("# HELP hookbridge_enrich_failures_total"), "{text}");
+    hb.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_of_a_delivered_event_fetches_nothing_and_the_cache_is_capped() {
+    std::env::set_var("HB_TEST_FIC_TOKEN", TOKEN);
+    let sim = Sim::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("events.jsonl");
+    // No cache: only dedup can spare the second fetch.
+    let cfg = config(&sim, &file, "").replace("cache_ttl = \"30s\"", "cache_ttl = \"0s\"");
+    let hb = start(&cfg, vec![]).await;
+    let base = format!("http://{}", hb.addr);
+    let (status, body) = notify(&base, "5:a", "entities.clients.create", &[51]).await;
+    assert_eq!((status, &body["status"]), (200, &json!("delivered")), "{body}");
+    let (status, body) = notify(&base, "5:a", "entities.clients.create", &[51]).await;
+    assert_eq!((status, &body["status"]), (200, &json!("duplicate")), "{body}");
+    assert_eq!(
+        fetches(&sim).len(),
+        1,
+        "the retry fetched again: {:?}",
+        fetches(&sim)
+    );
+    hb.stop().await;
+
+    // cache_max_entries = 1: a third resource pushes the first out, which is fetched again.
+    let sim = Sim::start().await;
+    let file = dir.path().join("capped.jsonl");
+    let hb = start(&config(&sim, &file, "cache_max_entries = 1"), vec![]).await;
+    let base = format!("http://{}", hb.addr);
+    for (i, id) in [61u64, 62, 61].iter().enumerate() {
+        let (status, body) = notify(&base, &format!("6:{i}"), "entities.clients.update", &[*id]).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(fetches(&sim).len(), 3, "{:?}", fetches(&sim));
+    hb.stop().await;
+}

@@ -200,7 +200,7 @@ async fn a_panicking_publish_is_answered_in_sync_mode_and_parked_in_spool_mode()
             &spool,
         )
         .await;
-    assert_eq!(appended[0].status(), "spooled");
+    assert_eq!(appended[0].status().as_str(), "spooled");
     let (counted, tracked) = spool.audit().expect("audit");
     assert_eq!(counted, tracked);
     again.stop_forwarders().await;

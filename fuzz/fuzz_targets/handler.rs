@@ -1,14 +1,17 @@
 //! The whole request handler (every source kind, routing, dedup, delivery to a blackhole sink)
-//! on arbitrary method, path, query, headers and body. Every request is answered with a status
-//! of the delivery contract and a JSON body; never a panic, never a 2xx for an unverified event.
+//! on arbitrary method, path, query, headers and body. Every request to a webhook path is answered
+//! with a JSON body whose code is one of `hookbridge::code::Code`, with that code's status (the
+//! delivery contract); never a panic, never a 2xx for an unverified event.
 #![no_main]
 
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use hookbridge::app::App;
+use hookbridge::code::Code;
 use hookbridge::ingress::handler::{handle, Listener, Role};
 use http::Method;
+use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
 
 const PATHS: [&str; 14] = [
@@ -65,6 +68,36 @@ fuzz_target!(|data: &[u8]| {
         (200..600).contains(&status) && !(300..400).contains(&status) && !matches!(status, 410 | 411 | 429),
         "status {status} is outside the delivery contract"
     );
+    let webhook = source.is_some() || path == "/nope";
+    let (parts, body) = resp.into_parts();
+    let body = match rt.block_on(body.collect()) {
+        Ok(b) => b.to_bytes(),
+        Err(e) => panic!("{path}: the body cannot be read: {e}"),
+    };
+    if webhook && method != Method::HEAD {
+        // Every answer names its code (`status` of a success, `error.code` of a failure), and
+        // the code is one the contract documents, answered with its own status. A verification
+        // challenge's answer (`{"verification": …}`) is the one 200 without a code.
+        let json: serde_json::Value = match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(e) => panic!("{path}: {status} with a body that is not JSON ({e})"),
+        };
+        let named = json["error"]["code"].as_str().or(json["status"].as_str());
+        match named {
+            Some(name) => {
+                let code = Code::ALL.iter().find(|c| c.as_str() == name);
+                assert!(
+                    code.is_some_and(|c| c.surface().webhook() && c.status().as_u16() == status),
+                    "{path}: {status} {name:?} is not a code of the delivery contract with that status"
+                );
+            }
+            None => assert!(
+                status == 200 && method == Method::GET && json.get("verification").is_some(),
+                "{path}: {status} without a code: {json}"
+            ),
+        }
+    }
+    let resp = http::Response::from_parts(parts, ());
     // A 2xx to a webhook POST means its credentials verify (checked again, independently).
     if let (Some(source), Some((headers, body)), true) = (source, check, resp.status().is_success()) {
         if method == Method::POST {

@@ -733,8 +733,19 @@ fn check_source(
                     None,
                 );
             }
+            if api.max_concurrency == Some(0) {
+                c.error(format!("{key}.api.max_concurrency"), "must be at least 1", None);
+            }
+            if api.cache_max_entries == Some(0) {
+                c.error(
+                    format!("{key}.api.cache_max_entries"),
+                    "must be at least 1 (cache_ttl = \"0s\" turns the cache off)",
+                    None,
+                );
+            }
             match api.token.resolve() {
                 Ok(token) => Some(Some(crate::fic::enrich::EnrichConfig {
+                    source: name.to_owned(),
                     base_url: api
                         .base_url
                         .clone()
@@ -742,7 +753,8 @@ fn check_source(
                     token: String::from_utf8_lossy(token.expose()).into_owned(),
                     retry_when_unavailable: on_unavailable == "retry",
                     cache_ttl: api.cache_ttl.map_or(Duration::from_secs(30), |d| d.0),
-                    max_concurrency: api.max_concurrency.unwrap_or(4).max(1),
+                    cache_max_entries: api.cache_max_entries.unwrap_or(10_000),
+                    max_concurrency: api.max_concurrency.unwrap_or(4),
                     timeout: api.timeout.map_or(Duration::from_secs(2), |d| d.0),
                 })),
                 Err(m) => {

@@ -90,6 +90,11 @@ pub struct FicApiRaw {
     pub on_unavailable: Option<String>,
     /// How long a fetched resource is reused. Default `30s`.
     pub cache_ttl: Option<HumanDuration>,
+    /// Most resources cached at once (oldest dropped first). Default `10000`.
+    pub cache_max_entries: Option<usize>,
+    /// The FIC company this source's subscriptions belong to: what `hookbridge fic
+    /// subscriptions` manages when `--company`/`FIC_COMPANY_ID` are not given. Optional.
+    pub company_id: Option<u64>,
     /// Fetches in flight at once. Default `4`.
     pub max_concurrency: Option<usize>,
     /// Longest enrichment of one event. Default `2s`.

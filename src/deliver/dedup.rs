@@ -60,6 +60,10 @@ struct Inner {
     map: HashMap<Digest, Entry>,
     /// Delivered ids in delivery order, for eviction.
     order: VecDeque<(Digest, Instant)>,
+    /// Keys whose last attempt failed (answered 503), oldest first, bounded like `order`: a claim
+    /// of one of them is the provider's retry.
+    failed: std::collections::HashSet<Digest>,
+    failed_order: VecDeque<Digest>,
 }
 
 /// The dedup table. Cheap to clone (shared).
@@ -79,11 +83,20 @@ pub enum Claim {
     Duplicate,
 }
 
+impl Claim {
+    /// Whether the key's previous attempt failed: this request is a retry of an event answered
+    /// with a 503 (counted in `hookbridge_provider_retries_total`).
+    pub fn is_retry(&self) -> bool {
+        matches!(self, Claim::Owner(g) if g.retry)
+    }
+}
+
 /// Ownership of an in-flight key. Dropping it without [`Guard::delivered`] releases the key so a
 /// retry (or a waiting duplicate) can publish.
 pub struct Guard {
     dedup: Dedup,
     key: Option<Digest>,
+    retry: bool,
 }
 
 impl Dedup {
@@ -93,6 +106,8 @@ impl Dedup {
             inner: Arc::new(Mutex::new(Inner {
                 map: HashMap::new(),
                 order: VecDeque::new(),
+                failed: Default::default(),
+                failed_order: VecDeque::new(),
             })),
             window,
             max_entries: max_entries.max(1),
@@ -171,9 +186,11 @@ impl Dedup {
                     Some(Entry::InFlight(tx)) => tx.get_or_insert_with(|| watch::channel(()).0).subscribe(),
                     _ => {
                         inner.map.insert(key, Entry::InFlight(None));
+                        let retry = inner.failed.remove(&key);
                         return Claim::Owner(Guard {
                             dedup: self.clone(),
                             key: Some(key),
+                            retry,
                         });
                     }
                 }
@@ -181,6 +198,12 @@ impl Dedup {
             // Returns once the owner finished either way (its sender was dropped).
             while rx.changed().await.is_ok() {}
         }
+    }
+
+    /// Whether `key` was delivered within the window (a look, not a claim).
+    pub fn delivered(&self, key: &Key) -> bool {
+        let key = digest(key);
+        matches!(self.lock().map.get(&key), Some(Entry::Done(at)) if at.elapsed() < self.window)
     }
 
     /// Number of delivered ids remembered.
@@ -205,6 +228,16 @@ impl Dedup {
             self.evict(&mut inner, now);
         } else {
             inner.map.remove(&key);
+            if inner.failed.insert(key) {
+                inner.failed_order.push_back(key);
+            }
+            // Bounded like the delivered ids; a key already retried (taken out of `failed`) just
+            // leaves its stale place in the queue.
+            while inner.failed_order.len() > self.max_entries {
+                if let Some(old) = inner.failed_order.pop_front() {
+                    inner.failed.remove(&old);
+                }
+            }
         }
     }
 
@@ -373,6 +406,26 @@ impl Drop for Guard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_claim_after_a_failed_attempt_is_a_retry_and_the_record_is_bounded() {
+        let d = Dedup::new(Duration::from_secs(60), 2);
+        let first = d.claim(key("a")).await;
+        assert!(!first.is_retry());
+        drop(first); // failed: the guard is dropped without `delivered`
+        let again = d.claim(key("a")).await;
+        assert!(again.is_retry(), "the provider's retry of a failed event");
+        let Claim::Owner(g) = again else { panic!("owner") };
+        g.delivered();
+        assert!(matches!(d.claim(key("a")).await, Claim::Duplicate));
+        assert!(d.delivered(&key("a")) && !d.delivered(&key("b")));
+        // Failures beyond the bound forget the oldest.
+        for id in ["b", "c", "e"] {
+            drop(d.claim(key(id)).await);
+        }
+        assert!(!d.claim(key("b")).await.is_retry(), "forgotten past the bound");
+        assert!(d.claim(key("e")).await.is_retry());
+    }
 
     #[tokio::test]
     async fn persisted_keys_survive_a_reopen_within_the_window() {

@@ -79,23 +79,35 @@ pub enum EventOutcome {
     /// The detail (sizes, paths) is logged where it arises, never sent back.
     Refused {
         /// Reason code.
-        code: &'static str,
+        code: crate::code::Code,
     },
 }
 
 impl EventOutcome {
-    /// The status name used in the JSON answer.
-    pub fn status(&self) -> &'static str {
+    /// The status used in the JSON answer.
+    pub fn status(&self) -> crate::code::Code {
+        use crate::code::Code;
         match self {
-            EventOutcome::Delivered(_) => "delivered",
-            EventOutcome::Duplicate => "duplicate",
-            EventOutcome::Dropped => "dropped",
-            EventOutcome::Failed(f) if f.iter().any(|(_, e)| e.is_retryable()) => "sink_unavailable",
-            EventOutcome::Failed(_) => "sink_rejected",
-            EventOutcome::Spooled(_) => "spooled",
-            EventOutcome::DeadLettered(_) => "dead_lettered",
-            EventOutcome::Refused { code } => code,
+            EventOutcome::Delivered(_) => Code::Delivered,
+            EventOutcome::Duplicate => Code::Duplicate,
+            EventOutcome::Dropped => Code::Dropped,
+            EventOutcome::Failed(f) if f.iter().any(|(_, e)| e.is_retryable()) => Code::SinkUnavailable,
+            EventOutcome::Failed(_) => Code::SinkRejected,
+            EventOutcome::Spooled(_) => Code::Spooled,
+            EventOutcome::DeadLettered(_) => Code::DeadLettered,
+            EventOutcome::Refused { code } => *code,
         }
+    }
+}
+
+/// The dedup key of `event`: `(source name, CE source, id)`, or `(source name, "body", digest)`
+/// for a source that dedups on the body ([`BODY_DIGEST`]).
+fn dedup_key(source_name: &str, event: &Event) -> dedup::Key {
+    match event.extensions.get(BODY_DIGEST) {
+        Some(hookbridge_sink_core::ExtensionValue::String(digest)) => {
+            (source_name.to_owned(), "body".to_owned(), digest.clone())
+        }
+        _ => (source_name.to_owned(), event.source.clone(), event.id.clone()),
     }
 }
 
@@ -210,6 +222,9 @@ impl Deliverer {
             Ok(g) => g,
             Err(duplicate) => return duplicate,
         };
+        for sink in targets.iter().filter_map(|&i| self.sinks.get(i)) {
+            crate::metrics::routed(source_name, sink.name());
+        }
         let results = join_all(
             targets
                 .iter()
@@ -292,6 +307,15 @@ impl Deliverer {
         Ok(receipts)
     }
 
+    /// Whether the event was already delivered (it will be answered `duplicate`): enrichment
+    /// skips it rather than asking the provider's API again for a retry. A look only; the
+    /// claim decides.
+    pub fn already_delivered(&self, source_name: &str, event: &Event) -> bool {
+        self.dedup
+            .as_ref()
+            .is_some_and(|d| d.delivered(&dedup_key(source_name, event)))
+    }
+
     /// Claims the event's dedup key — `(source name, CE source, id)`, or `(source name, "body",
     /// digest)` for a source that dedups on the body ([`BODY_DIGEST`]): `Ok(guard)` to go on (no guard when dedup is off), or
     /// `Err(Duplicate)` when it was already delivered — counted in `hookbridge_dedup_hits_total`.
@@ -299,13 +323,12 @@ impl Deliverer {
         let Some(d) = &self.dedup else {
             return Ok(None);
         };
-        let key = match event.extensions.get(BODY_DIGEST) {
-            Some(hookbridge_sink_core::ExtensionValue::String(digest)) => {
-                (source_name.to_owned(), "body".to_owned(), digest.clone())
-            }
-            _ => (source_name.to_owned(), event.source.clone(), event.id.clone()),
-        };
-        match d.claim(key).await {
+        let claim = d.claim(dedup_key(source_name, event)).await;
+        if claim.is_retry() {
+            metrics::counter!("hookbridge_provider_retries_total", "source" => source_name.to_owned())
+                .increment(1);
+        }
+        match claim {
             Claim::Owner(g) => Ok(Some(g)),
             Claim::Duplicate => {
                 metrics::counter!("hookbridge_dedup_hits_total", "source" => source_name.to_owned())
@@ -339,6 +362,9 @@ impl Deliverer {
             .filter_map(|&i| self.sinks.get(i))
             .map(|s| s.name().to_owned())
             .collect();
+        for name in &names {
+            crate::metrics::routed(source_name, name);
+        }
         match spool.append(&Record::new(event, names.clone())).await {
             Ok(seq) => {
                 if let Some(g) = guard {
@@ -353,12 +379,14 @@ impl Deliverer {
             }
             Err(SpoolError::Full(m)) => {
                 tracing::warn!(event_id = ?event.id, reason = %m, "the spool is full");
-                EventOutcome::Refused { code: "overloaded" }
+                EventOutcome::Refused {
+                    code: crate::code::Code::Overloaded,
+                }
             }
             Err(SpoolError::Io(m)) => {
                 tracing::error!(event_id = ?event.id, error = %m, "spool append failed");
                 EventOutcome::Refused {
-                    code: "spool_unavailable",
+                    code: crate::code::Code::SpoolUnavailable,
                 }
             }
         }

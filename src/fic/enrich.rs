@@ -22,6 +22,8 @@ use super::types::PREFIX;
 /// Checked enrichment settings of a source.
 #[derive(Debug, Clone)]
 pub struct EnrichConfig {
+    /// The source's name (metric label).
+    pub source: String,
     /// API base URL.
     pub base_url: String,
     /// OAuth token.
@@ -30,6 +32,8 @@ pub struct EnrichConfig {
     pub retry_when_unavailable: bool,
     /// Cache lifetime.
     pub cache_ttl: Duration,
+    /// Most resources cached (oldest dropped first).
+    pub cache_max_entries: usize,
     /// Concurrent fetches.
     pub max_concurrency: usize,
     /// Longest enrichment of one event.
@@ -74,11 +78,43 @@ pub fn resource_path(ty: &str, cid: &str, id: &str) -> Option<String> {
     Some(format!("/c/{cid}/{path}"))
 }
 
+/// Resources by API path, bounded two ways: an entry lives `cache_ttl`, and past
+/// `cache_max_entries` the oldest go first. Thirty lines over a map and a queue, so no cache crate
+/// (and its eviction threads) for it.
+#[derive(Default)]
+struct Cache {
+    map: HashMap<String, (Instant, Value)>,
+    /// Insertion order; an entry re-inserted later leaves a stale record here, skipped on eviction.
+    order: std::collections::VecDeque<(Instant, String)>,
+}
+
+impl Cache {
+    fn get(&self, path: &str, ttl: Duration) -> Option<Value> {
+        let (at, v) = self.map.get(path)?;
+        (at.elapsed() < ttl).then(|| v.clone())
+    }
+
+    fn insert(&mut self, path: String, value: Value, ttl: Duration, max: usize) {
+        let now = Instant::now();
+        self.map.insert(path.clone(), (now, value));
+        self.order.push_back((now, path));
+        while let Some((at, key)) = self.order.front() {
+            if now.duration_since(*at) < ttl && self.map.len() <= max {
+                break;
+            }
+            if self.map.get(key).is_some_and(|(t, _)| t == at) {
+                self.map.remove(key);
+            }
+            self.order.pop_front();
+        }
+    }
+}
+
 /// Fetches and caches resources for one source.
 pub struct Enricher {
     config: EnrichConfig,
     client: reqwest::Client,
-    cache: Mutex<HashMap<String, (Instant, Value)>>,
+    cache: Mutex<Cache>,
     paused_until: Mutex<Option<Instant>>,
     permits: Semaphore,
 }
@@ -98,7 +134,7 @@ impl Enricher {
                 .timeout(config.timeout)
                 .build()
                 .unwrap_or_default(),
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(Cache::default()),
             paused_until: Mutex::new(None),
             config,
         })
@@ -120,15 +156,13 @@ impl Enricher {
     }
 
     async fn fetch(&self, path: &str) -> Fetch {
-        if let Some((at, v)) = self
+        if let Some(v) = self
             .cache
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(path)
+            .get(path, self.config.cache_ttl)
         {
-            if at.elapsed() < self.config.cache_ttl {
-                return Fetch::Found(v.clone());
-            }
+            return Fetch::Found(v);
         }
         if self.paused() {
             return Fetch::Unavailable;
@@ -140,7 +174,8 @@ impl Enricher {
         let resp = match self.client.get(&url).bearer_auth(&self.config.token).send().await {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!(%url, error = %e, "enrichment fetch failed");
+                let reason = if e.is_timeout() { "timeout" } else { "unreachable" };
+                self.failed(reason, &format!("{path}: {e}"));
                 return Fetch::Unavailable;
             }
         };
@@ -155,7 +190,11 @@ impl Enricher {
         let remaining = header("ratelimit-hourlyremaining");
         if status == 403 || status == 429 {
             if retry_after.is_some() || status == 429 {
+                self.failed("quota", &format!("{path}: {status}"));
                 self.pause(Duration::from_secs(retry_after.unwrap_or(60)));
+            } else {
+                // A token without the scope for this resource: it will not get better by itself.
+                self.failed("forbidden", &format!("{path}: 403 (the token lacks the scope?)"));
             }
             return Fetch::Unavailable;
         }
@@ -168,15 +207,48 @@ impl Enricher {
                 let bytes = resp.bytes().await.unwrap_or_default();
                 let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
                 let resource = body.get("data").cloned().unwrap_or(body);
-                self.cache
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(path.to_owned(), (Instant::now(), resource.clone()));
+                self.cache.lock().unwrap_or_else(PoisonError::into_inner).insert(
+                    path.to_owned(),
+                    resource.clone(),
+                    self.config.cache_ttl,
+                    self.config.cache_max_entries,
+                );
                 Fetch::Found(resource)
             }
             404 => Fetch::Missing,
-            _ => Fetch::Unavailable,
+            401 => {
+                // An expired or revoked token: every fetch fails until it is replaced.
+                self.failed(
+                    "unauthorized",
+                    &format!("{path}: 401 (expired or revoked token?)"),
+                );
+                Fetch::Unavailable
+            }
+            500..=599 => {
+                self.failed("server_error", &format!("{path}: {status}"));
+                Fetch::Unavailable
+            }
+            _ => {
+                self.failed("unexpected_status", &format!("{path}: {status}"));
+                Fetch::Unavailable
+            }
         }
+    }
+
+    /// Counts and logs a failed fetch (never the token).
+    fn failed(&self, reason: &'static str, detail: &str) {
+        metrics::counter!("hookbridge_enrich_failures_total", "source" => self.config.source.clone(), "reason" => reason)
+            .increment(1);
+        tracing::warn!(source = %self.config.source, reason, detail, "Fatture in Cloud enrichment fetch failed");
+    }
+
+    /// Resources cached now (tests and diagnostics).
+    pub fn cached(&self) -> usize {
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .map
+            .len()
     }
 
     /// Adds the resources to `event` (in place) and reports what happened.
@@ -212,7 +284,10 @@ impl Enricher {
         let fetches = futures_util::future::join_all(paths.iter().map(|(_, p)| self.fetch(p)));
         let results = match tokio::time::timeout(self.config.timeout, fetches).await {
             Ok(r) => r,
-            Err(_) => paths.iter().map(|_| Fetch::Unavailable).collect(),
+            Err(_) => {
+                self.failed("timeout", &format!("no answer within {:?}", self.config.timeout));
+                paths.iter().map(|_| Fetch::Unavailable).collect()
+            }
         };
         let mut resources = Map::new();
         let mut unavailable = false;
@@ -255,6 +330,28 @@ impl Enricher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_cache_is_bounded_by_size_and_age() {
+        let mut c = Cache::default();
+        let ttl = Duration::from_secs(60);
+        for i in 0..1000 {
+            c.insert(format!("/r/{i}"), Value::from(i), ttl, 100);
+        }
+        assert_eq!(c.map.len(), 100);
+        assert!(c.order.len() <= 100, "{}", c.order.len());
+        assert!(c.get("/r/0", ttl).is_none() && c.get("/r/999", ttl).is_some());
+        // Re-inserting one key again and again keeps one entry, and the queue drains.
+        for _ in 0..1000 {
+            c.insert("/same".into(), Value::Null, Duration::ZERO, 100);
+        }
+        assert!(
+            c.map.len() <= 1 && c.order.len() <= 1,
+            "{} {}",
+            c.map.len(),
+            c.order.len()
+        );
+    }
 
     #[test]
     fn endpoints_per_family() {

@@ -20,6 +20,7 @@ use warp::reply::Response;
 use super::body::read_capped;
 use super::reply::{self, ErrorReply};
 use crate::app::App;
+use crate::code::Code;
 use crate::deliver::spool::{ReplayFilter, Replayed, Spool};
 
 /// Most replayed events listed one by one in the answer (all are counted).
@@ -47,17 +48,17 @@ where
         path,
         "/admin/replay" | "/admin/discard" | "/admin/spool" | "/admin/parked"
     ) {
-        return reply::error(&ErrorReply::new(StatusCode::NOT_FOUND, "not_found"));
+        return reply::error(&ErrorReply::new(Code::NotFound));
     }
     if method != expected {
-        let mut e = ErrorReply::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+        let mut e = ErrorReply::new(Code::MethodNotAllowed);
         e.allow = if expected == Method::POST { "POST" } else { "GET" };
         return reply::error(&e);
     }
     if let Err(e) = authorize(&app.config.server, headers, public) {
-        tracing::warn!(path, code = e.code, "admin request refused");
+        tracing::warn!(path, code = %e.code, "admin request refused");
         let mut resp = reply::error(&e);
-        if e.status == StatusCode::UNAUTHORIZED {
+        if e.status() == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 http::header::WWW_AUTHENTICATE,
                 http::HeaderValue::from_static("Bearer"),
@@ -67,13 +68,13 @@ where
     }
     if method == Method::POST && !is_json(headers) {
         return reply::error(
-            &ErrorReply::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            &ErrorReply::new(Code::UnsupportedMediaType)
                 .message("the admin API takes Content-Type: application/json"),
         );
     }
     let Some(spool) = &app.spool else {
         return reply::error(
-            &ErrorReply::new(StatusCode::CONFLICT, "no_spool")
+            &ErrorReply::new(Code::NoSpool)
                 .message("no source uses delivery = \"spool\": nothing is retained"),
         );
     };
@@ -90,7 +91,7 @@ where
                     .collect();
                 reply::json_response(StatusCode::OK, &json!({ "parked": items }))
             }
-            Err(e) => spool_error(&e.to_string()),
+            Err(e) => spool_error(app, &e.to_string()),
         },
         _ => {
             let bytes = match read_capped(headers, body, 64 << 10).await {
@@ -120,7 +121,7 @@ pub fn authorize(
 ) -> Result<(), ErrorReply> {
     use crate::verify::VerifyError;
     if server.admin_tokens.is_empty() && public {
-        return Err(ErrorReply::new(StatusCode::FORBIDDEN, "admin_token_required")
+        return Err(ErrorReply::new(Code::AdminTokenRequired)
             .message("this listener is not on a loopback address and server.admin_token is not set"));
     }
     if server.admin_tokens.is_empty() {
@@ -131,16 +132,15 @@ pub fn authorize(
         return if loopback_host(host) {
             Ok(())
         } else {
-            Err(ErrorReply::new(StatusCode::FORBIDDEN, "forbidden_host")
+            Err(ErrorReply::new(Code::ForbiddenHost)
                 .message("without server.admin_token the admin API answers loopback Host names only"))
         };
     }
     crate::verify::token::verify(headers, "authorization", &server.admin_tokens).map_err(|e| {
-        let code = match e {
-            VerifyError::MissingToken => "missing_token",
-            _ => "bad_token",
-        };
-        ErrorReply::new(StatusCode::UNAUTHORIZED, code)
+        ErrorReply::new(match e {
+            VerifyError::MissingToken => Code::MissingToken,
+            _ => Code::BadToken,
+        })
     })
 }
 
@@ -213,7 +213,7 @@ async fn discard(app: &App, spool: &Spool, filter: &ReplayFilter) -> Response {
             tracing::info!(count = items.len(), dry_run = filter.dry_run, "discard");
             reply::json_response(StatusCode::OK, &discard_answer(&items, filter.dry_run))
         }
-        Err(e) => spool_error(&e.to_string()),
+        Err(e) => spool_error(app, &e.to_string()),
     }
 }
 
@@ -269,16 +269,19 @@ async fn replay(app: &App, spool: &Spool, filter: &ReplayFilter) -> Response {
             reply::json_response(StatusCode::OK, &replay_answer(&items, filter.dry_run))
         }
         Err(crate::deliver::spool::SpoolError::Full(m)) => reply::error(
-            &ErrorReply::unavailable("overloaded", app.config.server.retry_after).message(format!(
+            &ErrorReply::unavailable(Code::Overloaded, app.config.server.retry_after).message(format!(
                 "the spool filled up while replaying ({m}); some events were re-queued"
             )),
         ),
-        Err(e) => spool_error(&e.to_string()),
+        Err(e) => spool_error(app, &e.to_string()),
     }
 }
 
-fn spool_error(message: &str) -> Response {
+/// The spool could not be read or written: transient (a full or failing disk), so 503 with
+/// `Retry-After`, as a webhook sender would get.
+fn spool_error(app: &App, message: &str) -> Response {
     reply::error(
-        &ErrorReply::new(StatusCode::INTERNAL_SERVER_ERROR, "spool_unavailable").message(message.to_owned()),
+        &ErrorReply::unavailable(Code::SpoolUnavailable, app.config.server.retry_after)
+            .message(message.to_owned()),
     )
 }

@@ -102,8 +102,8 @@ mod tests {
         let e = read(&[b"hel", b"lo"], 4)
             .await
             .expect_err("over on the second chunk");
-        assert_eq!(e.status, http::StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(e.status(), http::StatusCode::PAYLOAD_TOO_LARGE);
         let e = read(&[b"hello"], 4).await.expect_err("over on the first chunk");
-        assert_eq!(e.status, http::StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(e.status(), http::StatusCode::PAYLOAD_TOO_LARGE);
     }
 }

@@ -15,8 +15,8 @@ use crate::verify::fic::{self, FicVerifier, Purpose};
 pub fn respond(verifier: &FicVerifier, headers: &HeaderMap, query: Option<&str>) -> Response {
     if verifier.challenge_requires_token {
         if let Err(e) = verifier.verify(headers, super::handler::unix_now(), Purpose::Challenge) {
-            tracing::info!(code = e.code(), "verification challenge refused");
-            return reply::error(&ErrorReply::unauthorized(e.code()));
+            tracing::info!(code = e.code().as_str(), "verification challenge refused");
+            return reply::error(&ErrorReply::new(e.code()));
         }
     }
     match fic::challenge(headers, query) {
@@ -25,7 +25,7 @@ pub fn respond(verifier: &FicVerifier, headers: &HeaderMap, query: Option<&str>)
             reply::json_response(StatusCode::OK, &json!({ "verification": value }))
         }
         Err(fic::BadChallenge(why)) => {
-            reply::error(&ErrorReply::new(StatusCode::BAD_REQUEST, "bad_challenge").message(why))
+            reply::error(&ErrorReply::new(crate::code::Code::BadChallenge).message(why))
         }
     }
 }

@@ -12,6 +12,7 @@ use warp::reply::Response;
 use super::body::read_capped;
 use super::reply::{self, ErrorReply};
 use crate::app::App;
+use crate::code::Code;
 use crate::config::{SourceConfig, SourceKind};
 use crate::normalize::{self, cloudevents, fic, mapping, Context};
 use crate::verify::fic::FicVerifier;
@@ -69,10 +70,7 @@ where
     let mut resp = match path.as_str() {
         "/healthz" | "/readyz" | "/metrics" if !serves_health => not_found(),
         "/healthz" | "/readyz" | "/metrics" if method != Method::GET && method != Method::HEAD => {
-            reply::error(&ErrorReply::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-            ))
+            reply::error(&ErrorReply::new(Code::MethodNotAllowed))
         }
         "/healthz" => reply::json_response(StatusCode::OK, &json!({ "status": "ok" })),
         "/readyz" => {
@@ -106,7 +104,7 @@ where
 }
 
 fn not_found() -> Response {
-    reply::error(&ErrorReply::new(StatusCode::NOT_FOUND, "not_found"))
+    reply::error(&ErrorReply::new(Code::NotFound))
 }
 
 async fn webhook<S, B>(
@@ -128,27 +126,27 @@ where
         }
     }
     if method != Method::POST {
-        let mut e = ErrorReply::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+        let mut e = ErrorReply::new(Code::MethodNotAllowed);
         if source.kind == SourceKind::FattureInCloud {
             e.allow = "GET, POST";
         }
         return reply::error(&e);
     }
     if app.is_shutting_down() {
-        return reply::error(&ErrorReply::unavailable("shutting_down", server.retry_after));
+        return reply::error(&ErrorReply::unavailable(Code::ShuttingDown, server.retry_after));
     }
     let overloaded = |what: &str| {
         tracing::warn!(source = %source.name, "too many {what} requests in flight");
-        reply::error(&ErrorReply::unavailable("overloaded", server.retry_after))
+        reply::error(&ErrorReply::unavailable(Code::Overloaded, server.retry_after))
     };
     let quarantine = |e: &ErrorReply, body: Option<&Bytes>| {
-        let rejected = matches!(e.status.as_u16(), 400 | 401 | 413);
+        let rejected = matches!(e.status().as_u16(), 400 | 401 | 413);
         if let (true, Some(q)) = (rejected, &app.quarantine) {
             q.submit(&crate::quarantine::Rejected {
                 source: &source.name,
                 path: &source.path,
-                reason: e.code,
-                status: e.status.as_u16(),
+                reason: e.code.as_str(),
+                status: e.status().as_u16(),
                 field: e.field.as_deref(),
                 headers: &headers,
                 body,
@@ -176,7 +174,7 @@ where
         Err(e) => {
             let e = refused(source, e, server.retry_after);
             quarantine(&e, None);
-            tracing::info!(source = %source.name, status = e.status.as_u16(), code = e.code, "request refused");
+            tracing::info!(source = %source.name, status = e.status().as_u16(), code = %e.code, "request refused");
             return reply::error(&e);
         }
     };
@@ -203,7 +201,7 @@ where
             Ok(body) => body.inspect_err(|e| quarantine(e, None))?,
             Err(_) => {
                 return Err(
-                    ErrorReply::unavailable("request_timeout", server.retry_after).message(format!(
+                    ErrorReply::unavailable(Code::RequestTimeout, server.retry_after).message(format!(
                         "the body was not received within {}",
                         humantime::format_duration(server.body_timeout)
                     )),
@@ -222,7 +220,7 @@ where
                 // Authenticated now: trade the pre-authentication slot for a request slot.
                 permit = Some(app.try_enter().ok_or_else(|| {
                     tracing::warn!(source = %source.name, "too many webhook requests in flight");
-                    ErrorReply::unavailable("overloaded", server.retry_after)
+                    ErrorReply::unavailable(Code::Overloaded, server.retry_after)
                 })?);
                 pre_auth.take();
                 v
@@ -247,13 +245,13 @@ where
     let resp = match result {
         Ok(Ok(resp)) => resp,
         Ok(Err(e)) => {
-            tracing::info!(source = %source.name, status = e.status.as_u16(), code = e.code, "request refused");
+            tracing::info!(source = %source.name, status = e.status().as_u16(), code = %e.code, "request refused");
             reply::error(&e)
         }
         Err(_) => {
             tracing::warn!(source = %source.name, "request timed out");
             reply::error(
-                &ErrorReply::unavailable("request_timeout", server.retry_after).message(format!(
+                &ErrorReply::unavailable(Code::RequestTimeout, server.retry_after).message(format!(
                     "the request did not complete within {}",
                     humantime::format_duration(server.request_timeout)
                 )),
@@ -277,12 +275,12 @@ fn refused(
     e: crate::verify::VerifyError,
     retry_after: std::time::Duration,
 ) -> ErrorReply {
-    metrics::counter!("hookbridge_verification_failures_total", "source" => source.name.clone(), "reason" => e.code())
+    metrics::counter!("hookbridge_verification_failures_total", "source" => source.name.clone(), "reason" => e.code().as_str())
         .increment(1);
     if e == crate::verify::VerifyError::KeysUnavailable {
         return ErrorReply::unavailable(e.code(), retry_after);
     }
-    ErrorReply::unauthorized(e.code())
+    ErrorReply::new(e.code())
 }
 
 async fn process(
@@ -315,20 +313,20 @@ async fn process(
         },
     }
     .map_err(|e| {
-        let mut r = ErrorReply::new(StatusCode::BAD_REQUEST, e.code).message(e.message);
+        let mut r = ErrorReply::new(e.code).message(e.message);
         r.field = e.field;
         r
     })?;
     if let Some((spec, claims)) = &verified.jwt {
         for e in &events {
             crate::verify::jwt::check_bindings(spec, claims, |a| e.attribute(a))
-                .map_err(|v| ErrorReply::unauthorized(v.code()))?;
+                .map_err(|v| ErrorReply::new(v.code()))?;
         }
     }
     if let Some(claims) = &verified.fic {
         for e in &events {
             FicVerifier::check_event(claims, &e.id, e.subject.as_deref())
-                .map_err(|v| ErrorReply::unauthorized(v.code()))?;
+                .map_err(|v| ErrorReply::new(v.code()))?;
         }
     }
     if let Some(first) = events.first() {
@@ -357,15 +355,18 @@ async fn process(
     }
     if let Some(enricher) = app.enricher(&source.name) {
         for e in &mut events {
-            if !app.config.router.enrich(&source.name, &e.ty) {
+            if !app.config.router.enrich(&source.name, &e.ty)
+                || app.deliverer.already_delivered(&source.name, e)
+            {
                 continue;
             }
             let outcome = enricher.enrich(e).await;
             if outcome == crate::fic::enrich::Outcome::Retry {
-                return Err(
-                    ErrorReply::unavailable("enrichment_unavailable", app.config.server.retry_after)
-                        .message("Fatture in Cloud could not be asked for the resources; retry later"),
-                );
+                return Err(ErrorReply::unavailable(
+                    Code::EnrichmentUnavailable,
+                    app.config.server.retry_after,
+                )
+                .message("Fatture in Cloud could not be asked for the resources; retry later"));
             }
             tracing::debug!(event_id = ?e.id, ?outcome, "enrichment");
         }
@@ -377,8 +378,8 @@ async fn process(
         _ => app.deliverer.deliver_all(&source.name, &events).await,
     };
     for (e, o) in events.iter().zip(&outcomes) {
-        tracing::info!(source = %source.name, event_id = ?e.id, event_type = ?e.ty, outcome = o.status(), "event");
-        crate::metrics::event(&source.name, o.status());
+        tracing::info!(source = %source.name, event_id = ?e.id, event_type = ?e.ty, outcome = o.status().as_str(), "event");
+        crate::metrics::event(&source.name, o.status().as_str());
     }
     let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
     Ok(reply::outcomes(&ids, &outcomes, app.config.server.retry_after))

@@ -65,8 +65,7 @@ pub fn routes(
         .recover(|_rejection: warp::Rejection| async {
             // Nothing above rejects; keep a JSON answer anyway rather than warp's text default.
             Ok::<_, std::convert::Infallible>(reply::error(&reply::ErrorReply::new(
-                http::StatusCode::NOT_FOUND,
-                "not_found",
+                crate::code::Code::NotFound,
             )))
         })
         .unify()

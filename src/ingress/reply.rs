@@ -11,16 +11,15 @@ use http::StatusCode;
 use serde_json::json;
 use warp::reply::Response;
 
+use crate::code::Code;
 use crate::deliver::EventOutcome;
 use hookbridge_sink_core::Receipt;
 
 /// An error answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ErrorReply {
-    /// HTTP status.
-    pub status: StatusCode,
     /// Reason code.
-    pub code: &'static str,
+    pub code: Code,
     /// Offending field, if any.
     pub field: Option<String>,
     /// Human-readable detail (never secret).
@@ -32,10 +31,9 @@ pub struct ErrorReply {
 }
 
 impl ErrorReply {
-    /// An error with `status` and `code`.
-    pub fn new(status: StatusCode, code: &'static str) -> Self {
+    /// An error with `code` (and its status).
+    pub fn new(code: Code) -> Self {
         ErrorReply {
-            status,
             code,
             field: None,
             message: None,
@@ -46,25 +44,24 @@ impl ErrorReply {
 
     /// 400 `malformed`.
     pub fn malformed(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "malformed").message(message)
-    }
-
-    /// 401 with a verification reason code.
-    pub fn unauthorized(code: &'static str) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, code)
+        Self::new(Code::Malformed).message(message)
     }
 
     /// 413 `body_too_large`.
     pub fn too_large(limit: u64) -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
-            .message(format!("the body exceeds {limit} bytes"))
+        Self::new(Code::BodyTooLarge).message(format!("the body exceeds {limit} bytes"))
     }
 
-    /// 503 with `code` and a `Retry-After`.
-    pub fn unavailable(code: &'static str, retry_after: Duration) -> Self {
-        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, code);
+    /// `code` (a 503) with a `Retry-After`.
+    pub fn unavailable(code: Code, retry_after: Duration) -> Self {
+        let mut e = Self::new(code);
         e.retry_after = Some(retry_after);
         e
+    }
+
+    /// The HTTP status: always the code's.
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
     }
 
     /// Adds the offending field.
@@ -98,12 +95,12 @@ pub fn error(e: &ErrorReply) -> Response {
     if let Some(m) = &e.message {
         body["message"] = json!(m);
     }
-    let mut resp = json_response(e.status, &json!({ "error": body }));
+    let mut resp = json_response(e.status(), &json!({ "error": body }));
     if let Some(after) = e.retry_after {
         let secs = after.as_secs_f64().ceil().max(1.0) as u64;
         resp.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
     }
-    if e.status == StatusCode::METHOD_NOT_ALLOWED {
+    if e.code == Code::MethodNotAllowed {
         resp.headers_mut()
             .insert(ALLOW, HeaderValue::from_static(e.allow));
     }
@@ -114,7 +111,7 @@ pub fn error(e: &ErrorReply) -> Response {
 ///
 /// The request is answered as a whole: any retryable failure → 503 `sink_unavailable` (even if
 /// another sink failed permanently); else any permanent failure → 500 `sink_rejected`; else the
-/// top-level status is the first of `delivered`, `dropped`, `duplicate` any event has.
+/// top-level status is the first of [`crate::code::SUCCESS_ORDER`] any event has.
 pub fn outcomes(ids: &[&str], outcomes: &[EventOutcome], default_retry_after: Duration) -> Response {
     let mut retryable = false;
     let mut permanent = false;
@@ -130,9 +127,9 @@ pub fn outcomes(ids: &[&str], outcomes: &[EventOutcome], default_retry_after: Du
     {
         // The spool's own message (paths, sizes) is logged where it arises; the sender learns
         // the code only.
-        let e = ErrorReply::unavailable(code, default_retry_after);
+        let e = ErrorReply::unavailable(*code, default_retry_after);
         let message = match *code {
-            "overloaded" => "the spool is full",
+            Code::Overloaded => "the spool is full",
             _ => "the spool cannot take the event now",
         };
         return error_with_events(&e, message, &events);
@@ -153,23 +150,17 @@ pub fn outcomes(ids: &[&str], outcomes: &[EventOutcome], default_retry_after: Du
     }
     if retryable || permanent {
         let e = if retryable {
-            ErrorReply::unavailable("sink_unavailable", retry_after.unwrap_or(default_retry_after))
+            ErrorReply::unavailable(Code::SinkUnavailable, retry_after.unwrap_or(default_retry_after))
         } else {
-            ErrorReply::new(StatusCode::INTERNAL_SERVER_ERROR, "sink_rejected")
+            ErrorReply::new(Code::SinkRejected)
         };
         return error_with_events(&e, &failure_summary(outcomes), &events);
     }
-    let order = ["delivered", "spooled", "dead_lettered", "dropped", "duplicate"];
-    let status = order
-        .iter()
-        .find(|s| outcomes.iter().any(|o| o.status() == **s))
-        .copied()
-        .unwrap_or("delivered");
-    let code = match status {
-        "spooled" | "dropped" => StatusCode::ACCEPTED,
-        _ => StatusCode::OK,
-    };
-    json_response(code, &Answer { events, status })
+    let status = crate::code::SUCCESS_ORDER
+        .into_iter()
+        .find(|s| outcomes.iter().any(|o| o.status() == *s))
+        .unwrap_or(Code::Delivered);
+    json_response(status.status(), &Answer { events, status })
 }
 
 /// An error answer (status and headers of `e`) that keeps the per-event detail next to the
@@ -187,7 +178,7 @@ fn error_with_events(e: &ErrorReply, message: &str, events: &[EventEntry<'_>]) -
 #[derive(serde::Serialize)]
 struct Answer<'a> {
     events: Vec<EventEntry<'a>>,
-    status: &'static str,
+    status: Code,
 }
 
 /// One event's entry in an answer.
@@ -198,7 +189,7 @@ struct EventEntry<'a> {
     id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     receipts: Option<&'a [Receipt]>,
-    status: &'static str,
+    status: Code,
 }
 
 /// One sink's failure in an event's entry: the sink's name and the kind of failure only. The

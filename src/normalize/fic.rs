@@ -159,11 +159,14 @@ mod tests {
             br#"{"data":{"ids":[{}]}}"#,
         ] {
             let e = decode(&binary_headers(), &Bytes::copy_from_slice(body)).expect_err("malformed");
-            assert_eq!(e.code, "malformed", "{}", String::from_utf8_lossy(body));
+            assert_eq!(e.code.as_str(), "malformed", "{}", String::from_utf8_lossy(body));
         }
         let mut h = binary_headers();
         h.remove("ce-type");
         let e = decode(&h, &Bytes::from_static(b"{}")).expect_err("missing");
-        assert_eq!((e.code, e.field.as_deref()), ("missing_attribute", Some("type")));
+        assert_eq!(
+            (e.code.as_str(), e.field.as_deref()),
+            ("missing_attribute", Some("type"))
+        );
     }
 }

@@ -326,13 +326,13 @@ mod tests {
         let no_id = Bytes::from_static(br#"{"event":{"action":"paid"}}"#);
         let err = decode(&m, "acme", &h, &no_id).expect_err("missing id");
         assert_eq!(
-            (err.code, err.field.as_deref()),
+            (err.code.as_str(), err.field.as_deref()),
             ("missing_attribute", Some("id"))
         );
         let err = decode(&m, "acme", &headers(&[]), &body).expect_err("missing type");
         assert_eq!(err.field.as_deref(), Some("type"));
         let err = decode(&m, "acme", &h, &Bytes::from_static(b"not json")).expect_err("json");
-        assert_eq!(err.code, "malformed");
+        assert_eq!(err.code.as_str(), "malformed");
     }
 
     #[test]

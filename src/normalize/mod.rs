@@ -14,7 +14,7 @@ use hookbridge_sink_core::{Event, ExtensionValue};
 #[error("{code}: {message}")]
 pub struct NormalizeError {
     /// `malformed` or `missing_attribute`.
-    pub code: &'static str,
+    pub code: crate::code::Code,
     /// The attribute concerned, if any.
     pub field: Option<String>,
     /// Human-readable detail.
@@ -25,7 +25,7 @@ impl NormalizeError {
     /// A `malformed` error.
     pub fn malformed(field: Option<&str>, message: impl Into<String>) -> Self {
         NormalizeError {
-            code: "malformed",
+            code: crate::code::Code::Malformed,
             field: field.map(str::to_owned),
             message: message.into(),
         }
@@ -34,7 +34,7 @@ impl NormalizeError {
     /// A `missing_attribute` error for `field`.
     pub fn missing(field: &str) -> Self {
         NormalizeError {
-            code: "missing_attribute",
+            code: crate::code::Code::MissingAttribute,
             field: Some(field.to_owned()),
             message: format!("required CloudEvents attribute {field:?} is missing"),
         }

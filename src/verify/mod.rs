@@ -265,20 +265,21 @@ pub enum VerifyError {
 }
 
 impl VerifyError {
-    /// The reason code.
-    pub fn code(self) -> &'static str {
+    /// The reason code (401, or 503 for `keys_unavailable`).
+    pub fn code(self) -> crate::code::Code {
+        use crate::code::Code;
         match self {
-            VerifyError::MissingToken => "missing_token",
-            VerifyError::BadSignature => "bad_signature",
-            VerifyError::TokenExpired => "token_expired",
-            VerifyError::TokenNotYetValid => "token_not_yet_valid",
-            VerifyError::IssuerMismatch => "issuer_mismatch",
-            VerifyError::AudienceMismatch => "audience_mismatch",
-            VerifyError::IdMismatch => "id_mismatch",
-            VerifyError::SubjectMismatch => "subject_mismatch",
-            VerifyError::NotAllowed => "not_allowed",
-            VerifyError::TimestampOutOfRange => "timestamp_out_of_range",
-            VerifyError::KeysUnavailable => "keys_unavailable",
+            VerifyError::MissingToken => Code::MissingToken,
+            VerifyError::BadSignature => Code::BadSignature,
+            VerifyError::TokenExpired => Code::TokenExpired,
+            VerifyError::TokenNotYetValid => Code::TokenNotYetValid,
+            VerifyError::IssuerMismatch => Code::IssuerMismatch,
+            VerifyError::AudienceMismatch => Code::AudienceMismatch,
+            VerifyError::IdMismatch => Code::IdMismatch,
+            VerifyError::SubjectMismatch => Code::SubjectMismatch,
+            VerifyError::NotAllowed => Code::NotAllowed,
+            VerifyError::TimestampOutOfRange => Code::TimestampOutOfRange,
+            VerifyError::KeysUnavailable => Code::KeysUnavailable,
         }
     }
 }

@@ -23,7 +23,8 @@ pub struct NatsConfig {
     pub jetstream: bool,
     /// JetStream: the stream that must capture the subject (`Nats-Expected-Stream`). Optional.
     pub expected_stream: Option<String>,
-    /// JetStream: create this stream at start-up if it does not exist. Default: none.
+    /// JetStream: create this stream at the first publish if it does not exist (an existing
+    /// stream of that name is used as it is: its settings are not changed). Default: none.
     pub create_stream: Option<StreamSpec>,
     /// CloudEvents binding: `binary` (default) or `structured`.
     #[serde(default)]
@@ -49,7 +50,7 @@ pub struct NatsConfig {
     pub max_reconnect_delay: Option<HumanDuration>,
 }
 
-/// `create_stream`: a stream hookbridge may create at start-up.
+/// `create_stream`: a stream hookbridge creates at its first publish when missing.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StreamSpec {
