@@ -108,6 +108,28 @@ impl SinkSpec {
         }
     }
 
+    /// The sink's own time limits `(key, value, default)`, for the check against
+    /// `server.publish_timeout` (see [`crate::config`]).
+    pub fn timeouts_mut(
+        &mut self,
+    ) -> Vec<(
+        &'static str,
+        &mut Option<hookbridge_sink_core::settings::HumanDuration>,
+        std::time::Duration,
+    )> {
+        match self {
+            SinkSpec::File(_) | SinkSpec::Blackhole(_) => Vec::new(),
+            #[cfg(feature = "http")]
+            SinkSpec::Http(c) => c.timeouts_mut(),
+            #[cfg(feature = "kafka")]
+            SinkSpec::Kafka(c) => c.timeouts_mut(),
+            #[cfg(feature = "nats")]
+            SinkSpec::Nats(c) => c.timeouts_mut(),
+            #[cfg(feature = "rabbitmq")]
+            SinkSpec::Rabbitmq(c) => c.timeouts_mut(),
+        }
+    }
+
     /// Every secret the sink reads: `(key relative to the sink table, reference)`.
     pub fn secrets(&self) -> Vec<(&'static str, &hookbridge_sink_core::settings::SecretRef)> {
         match self {

@@ -248,6 +248,26 @@ fn check_command_exit_codes_and_env_overrides() {
     let out = check(broken.path(), &[("HOOKBRIDGE_SINKS__OUT__TYPE", "blackhole")]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
+    // Variables that are not a key of the file are not read as one: the secret the documented
+    // `admin_token = { env = "HOOKBRIDGE_ADMIN_TOKEN" }` names, and what Kubernetes defines
+    // for a Service called hookbridge.
+    let with_token = write(&format!(
+        "{BASE}\n[server]\nadmin_token = {{ env = \"HOOKBRIDGE_ADMIN_TOKEN\" }}\n"
+    ));
+    let out = check(
+        with_token.path(),
+        &[
+            (
+                "HOOKBRIDGE_ADMIN_TOKEN",
+                "a-long-enough-admin-token-for-the-check",
+            ),
+            ("HOOKBRIDGE_SERVICE_HOST", "10.0.0.1"),
+            ("HOOKBRIDGE_PORT", "tcp://10.0.0.1:8080"),
+            ("HOOKBRIDGE_PORT_8080_TCP_PORT", "8080"),
+        ],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
     // Several errors: all printed, exit non-zero.
     let bad = write(&format!("{BASE}\n[server]\nlisen = 1\n[extra]\n"));
     let out = check(bad.path(), &[]);
@@ -434,4 +454,147 @@ admin_listen = "0.0.0.0:9090"
     let out = check(guest.path(), &[]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success() && !stderr.contains("warning"), "{stderr}");
+}
+
+#[test]
+fn sink_timeouts_at_or_past_the_publish_deadline_are_refused_and_unset_ones_fit_under_it() {
+    let sinks = r#"
+[sinks.k]
+type = "kafka"
+topic = "t"
+message_timeout = "5s"
+[sinks.r]
+type = "rabbitmq"
+exchange = "x"
+confirm_timeout = "6s"
+connect_timeout = "1s"
+[sinks.h]
+type = "http"
+url = "http://127.0.0.1:1/in"
+timeout = "5s"
+[sinks.n]
+type = "nats"
+subject = "s"
+connect_timeout = "10s"
+"#;
+    let (errs, file) = errors(&format!("{BASE}{sinks}"));
+    for key in [
+        "sinks.k.message_timeout",
+        "sinks.r.confirm_timeout",
+        "sinks.h.timeout",
+        "sinks.n.connect_timeout",
+    ] {
+        assert_error(&errs, &file, key, "not shorter than server.publish_timeout (5s)");
+    }
+    assert!(
+        !errs.to_string().contains("sinks.r.connect_timeout"),
+        "1s is fine: {errs}"
+    );
+
+    // Unset: the default (4 s), or four fifths of a shorter publish deadline.
+    let f = write(&format!(
+        "{BASE}[server]\npublish_timeout = \"2s\"\n[sinks.k]\ntype = \"kafka\"\ntopic = \"t\"\n"
+    ));
+    let cfg = config::load(Some(f.path())).expect("valid");
+    let mut k = cfg.sinks.into_iter().find(|s| s.name == "k").expect("k").spec;
+    let fitted: Vec<_> = k
+        .timeouts_mut()
+        .into_iter()
+        .map(|(n, v, _)| (n, v.map(|d| d.0)))
+        .collect();
+    assert_eq!(
+        fitted,
+        [("message_timeout", Some(std::time::Duration::from_millis(1600)))]
+    );
+}
+
+#[test]
+fn kafka_passthrough_properties_hookbridge_sets_are_refused_with_the_key_to_use() {
+    let text = format!(
+        "{BASE}[sinks.k]\ntype = \"kafka\"\ntopic = \"t\"\n[sinks.k.librdkafka]\n\
+         \"delivery.timeout.ms\" = \"60000\"\n\"linger.ms\" = \"100\"\n\"client.id\" = \"me\"\n\
+         \"metadata.broker.list\" = \"other:9092\"\n\"enable.idempotence\" = \"false\"\n\
+         \"queue.buffering.max.kbytes\" = \"1\"\n\"security.protocol\" = \"plaintext\"\n"
+    );
+    let (errs, file) = errors(&text);
+    for (key, instead) in [
+        ("delivery.timeout.ms", "message_timeout"),
+        ("linger.ms", "linger"),
+        ("client.id", "hookbridge-<sink>"),
+        ("metadata.broker.list", "brokers"),
+        ("enable.idempotence", "idempotence"),
+        ("queue.buffering.max.kbytes", "queue_max_kbytes"),
+    ] {
+        assert_error(&errs, &file, &format!("sinks.k.librdkafka.{key}"), instead);
+    }
+    assert!(!errs.to_string().contains("security.protocol"), "{errs}");
+}
+
+/// Settings that would be accepted and do nothing are refused, each naming its key.
+#[test]
+fn settings_that_would_have_no_effect_are_refused() {
+    std::env::set_var("HB_TEST_NOOP_SECRET", "a-secret-of-some-length");
+    let pem = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fic-test-pub.pem");
+    let sources = format!(
+        r#"
+[sources.jw]
+path = "/jw"
+kind = "cloudevents"
+public_url = "https://hooks.example.com/jw"
+verify = {{ kind = "jwt", algorithms = ["ES256"], key = {{ file = "{pem}" }}, refresh = "5m", leeway = "1500ms" }}
+[sources.mac]
+path = "/mac"
+kind = "generic"
+mapping = {{ id = {{ pointer = "/id" }}, type = {{ value = "t" }} }}
+verify = {{ kind = "hmac", secret = {{ env = "HB_TEST_NOOP_SECRET" }}, header = "x-sig", tolerance = "5m" }}
+[sources.fic]
+path = "/fic"
+kind = "fattureincloud"
+public_url = "https://hooks.example.com/fic"
+verify = {{ companies = [1], allow_any_company = true, challenge_requires_token = false, challenge_checks_allow_lists = true }}
+[sources.fic.api]
+token = {{ env = "HB_TEST_NOOP_SECRET" }}
+max_concurrency = 0
+[sinks.bus]
+type = "nats"
+subject = "s"
+jetstream = true
+headers = {{ Nats-Msg-Id = "{{id}}", content-type = "text/plain" }}
+[sinks.web]
+type = "http"
+url = "http://127.0.0.1:1/in"
+headers = {{ Idempotency-Key = "{{id}}", ce-id = "x" }}
+[quarantine]
+sink = "bus"
+per_second = 0
+"#
+    );
+    let (errs, file) = errors(&format!("{BASE}{sources}"));
+    for (key, needle) in [
+        ("sources.jw.public_url", "only fattureincloud"),
+        ("sources.jw.verify.refresh", "only with jwks_url"),
+        ("sources.mac.verify.tolerance", "without timestamp_header"),
+        ("sources.fic.verify.allow_any_company", "contradict"),
+        ("sources.fic.verify.challenge_checks_allow_lists", "no effect"),
+        ("sources.fic.api.max_concurrency", "at least 1"),
+        ("sinks.bus.headers.Nats-Msg-Id", "set by the sink itself"),
+        ("sinks.bus.headers.content-type", "set by the sink itself"),
+        ("sinks.web.headers.Idempotency-Key", "set by the sink itself"),
+        ("sinks.web.headers.ce-id", "set by the sink itself"),
+        ("quarantine.per_second", "at least 1"),
+    ] {
+        assert_error(&errs, &file, key, needle);
+    }
+    // A fraction of a second would be cut off: refused (after `refresh`, the JWT table stops, so
+    // the leeway is checked on a source of its own).
+    let leeway = format!(
+        "{BASE}[sources.j2]\npath = \"/j2\"\nkind = \"cloudevents\"\nverify = {{ kind = \"jwt\", algorithms = [\"ES256\"], key = {{ file = \"{pem}\" }}, leeway = \"1500ms\" }}\n"
+    );
+    let (errs, file) = errors(&leeway);
+    assert_error(
+        &errs,
+        &file,
+        "sources.j2.verify.leeway",
+        "whole number of seconds",
+    );
 }

@@ -95,6 +95,18 @@ pub(super) fn check_jwt_verify(
             c.error(format!("{key}.refresh"), "must be at least min_refresh", None);
         }
         KeySource::Jwks(JwksProvider::new(url, min, every))
+    } else if min_refresh.is_some() || refresh.is_some() {
+        let which = if refresh.is_some() {
+            "refresh"
+        } else {
+            "min_refresh"
+        };
+        c.error(
+            format!("{key}.{which}"),
+            "only with jwks_url: keys from `key` or `jwks` are read once and never refetched",
+            None,
+        );
+        return None;
     } else if let Some(j) = jwks {
         let bytes = read(c, &format!("{key}.jwks"), &j)?;
         match serde_json::from_slice::<jsonwebtoken::jwk::JwkSet>(&bytes) {
@@ -137,7 +149,7 @@ pub(super) fn check_jwt_verify(
         issuers: issuers.unwrap_or_default(),
         audiences: audiences.unwrap_or_default(),
         required: required.unwrap_or_else(|| vec!["exp".into()]),
-        leeway: leeway.map_or(60, |d| d.0.as_secs()),
+        leeway: c.whole_seconds(&format!("{key}.leeway"), leeway).unwrap_or(60),
         bindings: bind.unwrap_or_default().into_iter().collect(),
         audience_ignore_query: false,
     };

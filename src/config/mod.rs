@@ -261,10 +261,16 @@ pub fn from_toml_str(text: &str, origin: &str) -> Result<Config, ConfigErrors> {
 }
 
 fn env_provider() -> Env {
-    // HOOKBRIDGE_CONFIG and HOOKBRIDGE_LOG configure the process, not the file.
-    Env::prefixed("HOOKBRIDGE_")
-        .split("__")
-        .ignore(&["config", "log", "log_format"])
+    // Only variables that name a key of the file override it: `HOOKBRIDGE_SERVER__LISTEN`, never
+    // HOOKBRIDGE_CONFIG or HOOKBRIDGE_LOG (which configure the process), a secret the file reads
+    // itself (`admin_token = { env = "HOOKBRIDGE_ADMIN_TOKEN" }`), or the variables Kubernetes
+    // makes for a Service named hookbridge (`HOOKBRIDGE_SERVICE_HOST`, `HOOKBRIDGE_PORT`).
+    Env::prefixed("HOOKBRIDGE_").split("__").filter(|key| {
+        // After `split`, the key reads `server.listen`; before, `server__listen`.
+        let path = key.as_str().replace("__", ".");
+        let (top, _) = path.split_once('.').unwrap_or_default();
+        TOP_LEVEL.iter().any(|t| t.eq_ignore_ascii_case(top))
+    })
 }
 
 /// Collects errors while walking the configuration.
@@ -280,6 +286,23 @@ impl Checker<'_> {
     fn origin_of(&self, key: &str) -> String {
         let meta = self.figment.find_metadata(key);
         describe_origin(meta, key, self.origin)
+    }
+
+    /// A duration that is used in whole seconds: a fraction would be cut off silently, so it is
+    /// refused. Returns the seconds.
+    fn whole_seconds(&mut self, key: &str, d: Option<units::HumanDuration>) -> Option<u64> {
+        let d = d?.0;
+        if d.subsec_nanos() != 0 {
+            self.error(
+                key.to_owned(),
+                format!(
+                    "{} is not a whole number of seconds",
+                    humantime::format_duration(d)
+                ),
+                Some("JWT and signature clocks count in seconds: use e.g. \"1s\" or \"0s\"".into()),
+            );
+        }
+        Some(d.as_secs())
     }
 
     /// A warning: the configuration works, but is unsafe (a secret written inline).
@@ -401,7 +424,11 @@ pub fn validate(figment: Figment, origin: &str) -> Result<Config, ConfigErrors> 
         }
     }
     let server = check_server(&mut c, top.contains_key("server"));
-    let sinks = check_sinks(&mut c, top.get("sinks"));
+    let sinks = check_sinks(
+        &mut c,
+        top.get("sinks"),
+        server.as_ref().map(|s| s.publish_timeout),
+    );
     let sources = check_sources(&mut c, top.get("sources"), server.as_ref());
     let router = check_routes(&mut c, &top, &sinks, &sources);
     let dedup = check_dedup(&mut c, top.contains_key("dedup"));
@@ -569,7 +596,11 @@ fn table_names(c: &mut Checker<'_>, value: Option<&Value>, key: &str) -> Vec<Str
     names
 }
 
-fn check_sinks(c: &mut Checker<'_>, value: Option<&Value>) -> Vec<SinkConfig> {
+fn check_sinks(
+    c: &mut Checker<'_>,
+    value: Option<&Value>,
+    publish_timeout: Option<Duration>,
+) -> Vec<SinkConfig> {
     let mut sinks = Vec::new();
     for name in table_names(c, value, "sinks") {
         let key = format!("sinks.{name}");
@@ -596,9 +627,12 @@ fn check_sinks(c: &mut Checker<'_>, value: Option<&Value>) -> Vec<SinkConfig> {
             c.error(format!("{key}.type"), message, Some(hint));
             continue;
         }
-        let Some(spec) = c.extract::<SinkSpec>(&key) else {
+        let Some(mut spec) = c.extract::<SinkSpec>(&key) else {
             continue;
         };
+        if let Some(publish) = publish_timeout {
+            fit_timeouts(c, &key, &mut spec, publish);
+        }
         for (k, message) in spec.validate() {
             c.error(format!("{key}.{k}"), message, None);
         }
@@ -619,6 +653,32 @@ fn check_sinks(c: &mut Checker<'_>, value: Option<&Value>) -> Vec<SinkConfig> {
         sinks.push(SinkConfig { name, spec });
     }
     sinks
+}
+
+/// A sink's own time limit at or past `server.publish_timeout` does nothing (the publish deadline
+/// cuts it first) and, for Kafka's `message_timeout`, lets a record land after the sender was
+/// answered 503 — a duplicate on the provider's retry. An explicit one is refused; an unset one
+/// gets its default or, when the deadline is shorter, four fifths of it.
+fn fit_timeouts(c: &mut Checker<'_>, key: &str, spec: &mut SinkSpec, publish: Duration) {
+    for (k, value, default) in spec.timeouts_mut() {
+        match value {
+            Some(d) if d.0 >= publish => c.error(
+                format!("{key}.{k}"),
+                format!(
+                    "{} is not shorter than server.publish_timeout ({}), which would cut it first",
+                    humantime::format_duration(d.0),
+                    humantime::format_duration(publish)
+                ),
+                Some("lower it, or raise server.publish_timeout (and server.request_timeout)".into()),
+            ),
+            Some(_) => {}
+            None => {
+                *value = Some(hookbridge_sink_core::settings::HumanDuration(
+                    default.min(publish * 4 / 5),
+                ));
+            }
+        }
+    }
 }
 
 fn check_sources(
@@ -812,6 +872,13 @@ fn check_source(
             None
         }
     };
+    if raw.public_url.is_some() && kind.is_some_and(|k| k != SourceKind::FattureInCloud) {
+        c.error(
+            format!("{key}.public_url"),
+            "only fattureincloud sources use it (the audience of FIC's token); here it would do nothing",
+            None,
+        );
+    }
     let verifier = if kind == Some(SourceKind::FattureInCloud) {
         check_fic_verify(c, key, raw.verify.is_some(), raw.public_url.as_deref())
     } else if matches!(
@@ -906,11 +973,25 @@ fn check_fic_verify(
         }
         None => return None,
     };
-    if let Some(l) = raw.leeway {
-        verifier.leeway = l.0.as_secs();
+    if let Some(l) = c.whole_seconds(&format!("{key}.verify.leeway"), raw.leeway) {
+        verifier.leeway = l;
     }
     let unlisted =
         raw.app_ids.as_ref().is_none_or(Vec::is_empty) && raw.companies.as_ref().is_none_or(Vec::is_empty);
+    if !unlisted && raw.allow_any_company == Some(true) {
+        c.error(
+            format!("{key}.verify.allow_any_company"),
+            "allow_any_company = true and an allow-list (companies or app_ids) contradict each other: the list would still apply",
+            Some("keep the list and remove allow_any_company, or the reverse".into()),
+        );
+    }
+    if raw.challenge_checks_allow_lists == Some(true) && raw.challenge_requires_token == Some(false) {
+        c.error(
+            format!("{key}.verify.challenge_checks_allow_lists"),
+            "has no effect with challenge_requires_token = false (there is no token to check)",
+            None,
+        );
+    }
     if unlisted && raw.allow_any_company != Some(true) {
         c.error(
             format!("{key}.verify.companies"),
@@ -1183,7 +1264,17 @@ fn check_quarantine(
     Some(Some(QuarantineConfig {
         sink,
         max_body: raw.max_body.map_or(16 << 10, |b| b.0 as usize),
-        per_second: raw.per_second.unwrap_or(10).max(1),
+        per_second: match raw.per_second {
+            Some(0) => {
+                c.error(
+                    "quarantine.per_second",
+                    "must be at least 1",
+                    Some("to stop quarantining, remove the [quarantine] table".into()),
+                );
+                return None;
+            }
+            n => n.unwrap_or(10),
+        },
     }))
 }
 

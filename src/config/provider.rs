@@ -51,7 +51,9 @@ pub(super) fn check_provider_verify(
     let raw: ProviderVerifyRaw = c.extract(&vkey)?;
     let skey = format!("{vkey}.secret");
     let raw_secrets = secrets(c, &skey, &raw.secret);
-    let tolerance = raw.tolerance.map_or(DEFAULT_TOLERANCE, |t| t.0).as_secs() as i64;
+    let tolerance = c
+        .whole_seconds(&format!("{vkey}.tolerance"), raw.tolerance)
+        .map_or(DEFAULT_TOLERANCE.as_secs(), |t| t) as i64;
     match kind {
         SourceKind::GitHub => {
             if raw.tolerance.is_some() {
@@ -151,6 +153,13 @@ pub(super) fn check_generic_verify(
                     None,
                 );
             }
+            if tolerance.is_some() && timestamp_header.is_none() {
+                c.error(
+                    format!("{key}.tolerance"),
+                    "has no effect without timestamp_header (nothing signed carries a time)",
+                    None,
+                );
+            }
             if signed.contains("{timestamp}") != timestamp_header.is_some() {
                 c.error(
                     format!("{key}.timestamp_header"),
@@ -174,7 +183,9 @@ pub(super) fn check_generic_verify(
                 prefix: prefix.unwrap_or_default(),
                 signed,
                 timestamp_header: timestamp_header.map(|h| h.to_ascii_lowercase()),
-                tolerance: tolerance.map_or(DEFAULT_TOLERANCE, |t| t.0).as_secs() as i64,
+                tolerance: c
+                    .whole_seconds(&format!("{key}.tolerance"), tolerance)
+                    .map_or(DEFAULT_TOLERANCE.as_secs(), |t| t) as i64,
             };
             Some(VerifierConfig::Hmac {
                 spec: std::sync::Arc::new(spec),

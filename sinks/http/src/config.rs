@@ -6,6 +6,11 @@ use hookbridge_sink_core::settings::{HumanDuration, SecretRef};
 use hookbridge_sink_core::{Mode, Template};
 use serde::Deserialize;
 
+/// Default `timeout`.
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4);
+/// Default `connect_timeout`.
+pub const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// HTTP sink settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -21,7 +26,7 @@ pub struct HttpConfig {
     /// CloudEvents binding: `binary` (default) or `structured`.
     #[serde(default)]
     pub mode: Mode,
-    /// Whole-request timeout. Default `5s`.
+    /// Whole-request timeout. Default `4s`; must be shorter than `server.publish_timeout`.
     pub timeout: Option<HumanDuration>,
     /// Connection timeout. Default `2s`.
     pub connect_timeout: Option<HumanDuration>,
@@ -64,6 +69,20 @@ fn default_method() -> String {
 }
 
 impl HttpConfig {
+    /// The sink's own time limits, each with its key and default: hookbridge checks them against
+    /// `server.publish_timeout` (which would cut a longer one first) and fits the unset ones
+    /// below it.
+    pub fn timeouts_mut(&mut self) -> Vec<(&'static str, &mut Option<HumanDuration>, std::time::Duration)> {
+        vec![
+            ("timeout", &mut self.timeout, DEFAULT_TIMEOUT),
+            (
+                "connect_timeout",
+                &mut self.connect_timeout,
+                DEFAULT_CONNECT_TIMEOUT,
+            ),
+        ]
+    }
+
     /// Every secret the sink reads, with its key (`check` resolves them all).
     pub fn secrets(&self) -> Vec<(&'static str, &SecretRef)> {
         let mut out = Vec::new();
@@ -97,6 +116,24 @@ impl HttpConfig {
         for (name, value) in &self.headers {
             if let Err(e) = Template::compile(value) {
                 errors.push((format!("headers.{name}"), format!("bad template: {e}")));
+            }
+            let lower = name.to_ascii_lowercase();
+            // Headers the sink writes itself: a configured one would go out as a second copy.
+            if [
+                "authorization",
+                "idempotency-key",
+                "content-type",
+                "webhook-id",
+                "webhook-timestamp",
+                "webhook-signature",
+            ]
+            .contains(&lower.as_str())
+                || lower.starts_with("ce-")
+            {
+                errors.push((
+                    format!("headers.{name}"),
+                    "set by the sink itself (auth, the delivery key, the CloudEvents binding or the signature); a second copy would be sent".to_owned(),
+                ));
             }
         }
         if !["POST", "PUT"].contains(&self.method.to_ascii_uppercase().as_str()) {

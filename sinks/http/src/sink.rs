@@ -64,8 +64,12 @@ impl HttpSink {
         let client = reqwest::Client::builder()
             .use_rustls_tls()
             .redirect(redirect)
-            .timeout(config.timeout.map_or(Duration::from_secs(5), |d| d.0))
-            .connect_timeout(config.connect_timeout.map_or(Duration::from_secs(2), |d| d.0))
+            .timeout(config.timeout.map_or(crate::config::DEFAULT_TIMEOUT, |d| d.0))
+            .connect_timeout(
+                config
+                    .connect_timeout
+                    .map_or(crate::config::DEFAULT_CONNECT_TIMEOUT, |d| d.0),
+            )
             .pool_max_idle_per_host(config.pool_max_idle_per_host.unwrap_or(16))
             .user_agent(concat!("hookbridge/", env!("CARGO_PKG_VERSION")))
             .build()

@@ -6,14 +6,36 @@ use hookbridge_sink_core::settings::{HumanDuration, SecretRef};
 use hookbridge_sink_core::{Mode, Template};
 use serde::Deserialize;
 
-/// Properties hookbridge sets itself; the passthrough table may not override them.
-const RESERVED: &[&str] = &[
-    "bootstrap.servers",
-    "acks",
-    "request.required.acks",
-    "sasl.password",
-    "ssl.key.password",
+/// Properties hookbridge sets itself (with their librdkafka aliases), and the key of the sink
+/// table that sets each. The passthrough table may not name them: hookbridge's value would be
+/// applied over it (or, for an alias, either could win, the order of a hash map deciding).
+const RESERVED: &[(&str, &str)] = &[
+    ("bootstrap.servers", "brokers"),
+    ("metadata.broker.list", "brokers"),
+    ("acks", "nothing: hookbridge always asks for acks=all"),
+    (
+        "request.required.acks",
+        "nothing: hookbridge always asks for acks=all",
+    ),
+    ("enable.idempotence", "idempotence"),
+    (
+        "client.id",
+        "nothing: hookbridge names the client hookbridge-<sink>",
+    ),
+    ("message.timeout.ms", "message_timeout"),
+    ("delivery.timeout.ms", "message_timeout"),
+    ("linger.ms", "linger"),
+    ("queue.buffering.max.ms", "linger"),
+    ("queue.buffering.max.kbytes", "queue_max_kbytes"),
+    ("batch.size", "batch_size"),
+    ("compression.type", "compression"),
+    ("compression.codec", "compression"),
+    ("sasl.password", "sasl_password"),
+    ("ssl.key.password", "ssl_key_password"),
 ];
+
+/// Default `message_timeout`: below the default `server.publish_timeout` (5 s).
+pub const DEFAULT_MESSAGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4);
 
 /// Kafka sink settings.
 #[derive(Debug, Clone, Deserialize)]
@@ -65,6 +87,17 @@ fn yes() -> bool {
 }
 
 impl KafkaConfig {
+    /// The sink's own time limits, each with its key and default: hookbridge checks them against
+    /// `server.publish_timeout` (which would cut a longer one first) and fits the unset ones
+    /// below it.
+    pub fn timeouts_mut(&mut self) -> Vec<(&'static str, &mut Option<HumanDuration>, std::time::Duration)> {
+        vec![(
+            "message_timeout",
+            &mut self.message_timeout,
+            DEFAULT_MESSAGE_TIMEOUT,
+        )]
+    }
+
     /// Every secret the sink reads, with its key (`check` resolves them all).
     pub fn secrets(&self) -> Vec<(&'static str, &SecretRef)> {
         [
@@ -95,10 +128,10 @@ impl KafkaConfig {
             errors.push(("headers".to_owned(), "a header name is empty".to_owned()));
         }
         for key in self.librdkafka.keys() {
-            if RESERVED.contains(&key.as_str()) {
+            if let Some((_, instead)) = RESERVED.iter().find(|(p, _)| p == key) {
                 errors.push((
                     format!("librdkafka.{key}"),
-                    "set by hookbridge (use brokers, sasl_password, ssl_key_password)".to_owned(),
+                    format!("set by hookbridge: use {instead}"),
                 ));
             }
         }

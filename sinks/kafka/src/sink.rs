@@ -137,7 +137,13 @@ fn client_config(name: &str, c: &KafkaConfig) -> Result<ClientConfig, SinkError>
         .set("acks", "all")
         .set("enable.idempotence", c.idempotence.to_string())
         // Give up well before the webhook's publish deadline, never librdkafka's 300 s.
-        .set("message.timeout.ms", ms(c.message_timeout, 4000))
+        .set(
+            "message.timeout.ms",
+            ms(
+                c.message_timeout,
+                crate::config::DEFAULT_MESSAGE_TIMEOUT.as_millis() as u64,
+            ),
+        )
         // Bounded producer memory (librdkafka's default is 1 GiB).
         .set(
             "queue.buffering.max.kbytes",

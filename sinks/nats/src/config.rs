@@ -7,6 +7,9 @@ use hookbridge_sink_core::settings::{HumanDuration, SecretRef};
 use hookbridge_sink_core::{Mode, Template};
 use serde::Deserialize;
 
+/// Default `connect_timeout`.
+pub const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4);
+
 /// NATS sink settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,7 +47,7 @@ pub struct NatsConfig {
     pub credentials: Option<SecretRef>,
     /// TLS settings.
     pub tls: Option<TlsConfig>,
-    /// Connection attempt timeout. Default `5s`.
+    /// Connection attempt timeout. Default `4s`; must be shorter than `server.publish_timeout`.
     pub connect_timeout: Option<HumanDuration>,
     /// Longest wait between reconnection attempts. Default `2s`.
     pub max_reconnect_delay: Option<HumanDuration>,
@@ -88,6 +91,17 @@ fn yes() -> bool {
 }
 
 impl NatsConfig {
+    /// The sink's own time limits, each with its key and default: hookbridge checks them against
+    /// `server.publish_timeout` (which would cut a longer one first) and fits the unset ones
+    /// below it.
+    pub fn timeouts_mut(&mut self) -> Vec<(&'static str, &mut Option<HumanDuration>, std::time::Duration)> {
+        vec![(
+            "connect_timeout",
+            &mut self.connect_timeout,
+            DEFAULT_CONNECT_TIMEOUT,
+        )]
+    }
+
     /// Every secret the sink reads, with its key (`check` resolves them all).
     pub fn secrets(&self) -> Vec<(&'static str, &SecretRef)> {
         [
@@ -110,6 +124,14 @@ impl NatsConfig {
         for (name, value) in &self.headers {
             if let Err(e) = Template::compile(value) {
                 errors.push((format!("headers.{name}"), format!("bad template: {e}")));
+            }
+            let lower = name.to_ascii_lowercase();
+            // Headers the sink writes itself would replace (or be replaced by) the configured one.
+            if lower == "content-type" || lower == "nats-msg-id" || lower.starts_with("ce-") {
+                errors.push((
+                    format!("headers.{name}"),
+                    "set by the sink itself (the CloudEvents binding, or JetStream's Nats-Msg-Id delivery key)".to_owned(),
+                ));
             }
         }
         if !self.jetstream && (self.expected_stream.is_some() || self.create_stream.is_some()) {

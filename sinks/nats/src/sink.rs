@@ -82,7 +82,10 @@ impl NatsSink {
                 let ms = 50u64.saturating_mul(1 << attempts.min(10)) as u128;
                 Duration::from_millis(ms.min(max_delay.as_millis()) as u64)
             })
-            .connection_timeout(c.connect_timeout.map_or(Duration::from_secs(5), |d| d.0));
+            .connection_timeout(
+                c.connect_timeout
+                    .map_or(crate::config::DEFAULT_CONNECT_TIMEOUT, |d| d.0),
+            );
         if let Some(t) = &c.token {
             opts = opts.token(secret(t)?);
         }
@@ -134,7 +137,7 @@ impl NatsSink {
             let timeout = self
                 .config
                 .connect_timeout
-                .map_or(Duration::from_secs(5), |d| d.0);
+                .map_or(crate::config::DEFAULT_CONNECT_TIMEOUT, |d| d.0);
             let mut rx = self.ever_connected.subscribe();
             let _ = tokio::time::timeout(timeout, rx.wait_for(|c| *c)).await;
         }

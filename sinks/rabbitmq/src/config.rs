@@ -6,6 +6,11 @@ use hookbridge_sink_core::settings::{HumanDuration, SecretRef};
 use hookbridge_sink_core::{Mode, Template};
 use serde::Deserialize;
 
+/// Default `confirm_timeout`.
+pub const DEFAULT_CONFIRM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4);
+/// Default `connect_timeout`.
+pub const DEFAULT_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4);
+
 /// RabbitMQ sink settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,11 +44,12 @@ pub struct RabbitConfig {
     pub expiration: Option<HumanDuration>,
     /// Message priority 0–255. Default: none.
     pub priority: Option<u8>,
-    /// Longest wait for the broker's confirm. Default `5s` (the publish deadline applies too).
+    /// Longest wait for the broker's confirm. Default `4s`; must be shorter than
+    /// `server.publish_timeout` (unset, it is fitted below it).
     pub confirm_timeout: Option<HumanDuration>,
     /// Confirm-mode channels in the pool. Default `4`.
     pub channels: Option<usize>,
-    /// Connection attempt timeout. Default `5s`.
+    /// Connection attempt timeout. Default `4s`; must be shorter than `server.publish_timeout`.
     pub connect_timeout: Option<HumanDuration>,
 }
 
@@ -82,6 +88,24 @@ fn yes() -> bool {
 }
 
 impl RabbitConfig {
+    /// The sink's own time limits, each with its key and default: hookbridge checks them against
+    /// `server.publish_timeout` (which would cut a longer one first) and fits the unset ones
+    /// below it.
+    pub fn timeouts_mut(&mut self) -> Vec<(&'static str, &mut Option<HumanDuration>, std::time::Duration)> {
+        vec![
+            (
+                "confirm_timeout",
+                &mut self.confirm_timeout,
+                DEFAULT_CONFIRM_TIMEOUT,
+            ),
+            (
+                "connect_timeout",
+                &mut self.connect_timeout,
+                DEFAULT_CONNECT_TIMEOUT,
+            ),
+        ]
+    }
+
     /// Whether the URL is written inline with a password other than the local `guest` default
     /// (`amqp://guest:guest@localhost`): `check` warns about it.
     pub fn inline_password(&self) -> bool {

@@ -94,7 +94,7 @@ impl RabbitSink {
         let timeout = self
             .config
             .connect_timeout
-            .map_or(Duration::from_secs(5), |d| d.0);
+            .map_or(crate::config::DEFAULT_CONNECT_TIMEOUT, |d| d.0);
         let result = match tokio::time::timeout(timeout, self.connect()).await {
             Ok(r) => r,
             Err(_) => Err(SinkError::timeout(format!(
@@ -215,7 +215,7 @@ impl Sink for RabbitSink {
         let wait = self
             .config
             .confirm_timeout
-            .map_or(Duration::from_secs(5), |d| d.0);
+            .map_or(crate::config::DEFAULT_CONFIRM_TIMEOUT, |d| d.0);
         let confirmation = tokio::time::timeout(wait, confirm)
             .await
             .map_err(|_| SinkError::timeout(format!("no publisher confirm within {wait:?}")))?
