@@ -9,6 +9,8 @@
 //! permanently (500 in sync mode; parked or dead-lettered in spool mode), never retried forever.
 
 mod common;
+#[path = "common/readback.rs"]
+mod readback;
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -275,7 +277,6 @@ fn ok_ids<'a>(ids: impl Iterator<Item = &'a str>) -> BTreeSet<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_jetstream() {
     use async_nats::jetstream;
-    use futures_util::StreamExt;
     let url = std::env::var("HOOKBRIDGE_TEST_NATS").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
     let js = jetstream::new(async_nats::connect(&url).await.expect("connect"));
     let prefix = common::unique_with("hbmatrix", '_');
@@ -296,25 +297,14 @@ async fn nats_jetstream() {
         .expect("consumer");
     let seen = Arc::new(Mutex::new(BTreeSet::new()));
     let sink = format!("type = \"nats\"\nurl = \"{url}\"\nsubject = \"{prefix}.{{type}}\"\njetstream = true");
-    run_matrix(&sink, || {
-        let (consumer, seen) = (consumer.clone(), seen.clone());
-        async move {
-            let mut batch = consumer
-                .fetch()
-                .max_messages(100)
-                .expires(Duration::from_millis(300))
-                .messages()
+    let (consumer, seen) = (&consumer, &seen);
+    run_matrix(&sink, move || async move {
+        ok_ids(
+            readback::nats_ids(consumer, seen)
                 .await
-                .expect("fetch");
-            while let Some(Ok(msg)) = batch.next().await {
-                if let Some(id) = msg.headers.as_ref().and_then(|h| h.get("ce-id")) {
-                    seen.lock().expect("lock").insert(id.as_str().to_owned());
-                }
-                let _ = msg.ack().await;
-            }
-            let ids = seen.lock().expect("lock").clone();
-            ok_ids(ids.iter().map(String::as_str))
-        }
+                .iter()
+                .map(String::as_str),
+        )
     })
     .await;
     js.delete_stream(&prefix).await.expect("delete stream");
@@ -322,8 +312,8 @@ async fn nats_jetstream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rabbitmq() {
-    use lapin::options::{BasicGetOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
-    use lapin::types::{AMQPValue, FieldTable, ShortString};
+    use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+    use lapin::types::{FieldTable, ShortString};
     let host = std::env::var("HOOKBRIDGE_TEST_AMQP_HOST").unwrap_or_else(|_| "127.0.0.1:5672".into());
     let url = format!("amqp://guest:guest@{host}/%2f");
     let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
@@ -365,91 +355,37 @@ async fn rabbitmq() {
     let sink = format!(
         "type = \"rabbitmq\"\nurl = \"{url}\"\nexchange = \"{exchange}\"\nrouting_key = \"{{type}}\""
     );
-    run_matrix(&sink, || {
-        let (channel, seen, q) = (channel.clone(), seen.clone(), q.clone());
-        async move {
-            while let Some(msg) = channel
-                .basic_get(q.clone(), BasicGetOptions { no_ack: true })
+    let (channel, seen, queue) = (&channel, &seen, &queue);
+    run_matrix(&sink, move || async move {
+        ok_ids(
+            readback::rabbitmq_ids(channel, queue, seen)
                 .await
-                .expect("basic.get")
-            {
-                let id = msg
-                    .properties
-                    .headers()
-                    .as_ref()
-                    .and_then(|h| h.inner().get("cloudEvents_id").cloned());
-                if let Some(AMQPValue::LongString(s)) = id {
-                    seen.lock().expect("lock").insert(s.to_string());
-                }
-            }
-            let ids = seen.lock().expect("lock").clone();
-            ok_ids(ids.iter().map(String::as_str))
-        }
+                .iter()
+                .map(String::as_str),
+        )
     })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka() {
-    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-    use rdkafka::client::DefaultClientContext;
-    use rdkafka::config::ClientConfig;
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::message::{Headers, Message};
     let brokers = std::env::var("HOOKBRIDGE_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into());
     let topic = common::unique_with("hbmatrix", '-');
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .expect("admin");
-    for r in admin
-        .create_topics(
-            &[NewTopic::new(&topic, 1, TopicReplication::Fixed(1))],
-            &AdminOptions::new(),
-        )
-        .await
-        .expect("create topic")
-    {
-        r.unwrap_or_else(|(t, e)| panic!("create topic {t}: {e}"));
-    }
-    let consumer: Arc<BaseConsumer> = Arc::new(
-        ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .set("group.id", common::unique_with("hbmatrix-group", '-'))
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            .create()
-            .expect("consumer"),
-    );
-    consumer.subscribe(&[&topic]).expect("subscribe");
-    let seen = Arc::new(Mutex::new(BTreeSet::new()));
+    readback::create_topic(&brokers, &topic).await;
+    let consumer = readback::kafka_consumer(&brokers, &topic);
+    let seen = readback::Seen::default();
     let sink = format!("type = \"kafka\"\nbrokers = \"{brokers}\"\ntopic = \"{topic}\"");
-    run_matrix(&sink, || {
-        let (consumer, seen) = (consumer.clone(), seen.clone());
-        async move {
-            tokio::task::spawn_blocking(move || {
-                let until = Instant::now() + Duration::from_millis(500);
-                while Instant::now() < until {
-                    let Some(Ok(msg)) = consumer.poll(Duration::from_millis(100)) else {
-                        continue;
-                    };
-                    let id = msg.headers().and_then(|h| {
-                        h.iter()
-                            .find(|h| h.key == "ce_id")
-                            .and_then(|h| h.value.map(|v| String::from_utf8_lossy(v).into_owned()))
-                    });
-                    if let Some(id) = id {
-                        seen.lock().expect("lock").insert(id);
-                    }
-                }
-                let ids = seen.lock().expect("lock").clone();
-                ok_ids(ids.iter().map(String::as_str))
-            })
-            .await
-            .expect("poll")
-        }
+    let (consumer, seen) = (&consumer, &seen);
+    run_matrix(&sink, move || async move {
+        ok_ids(
+            readback::kafka_ids(consumer, seen)
+                .await
+                .iter()
+                .map(String::as_str),
+        )
     })
     .await;
+    readback::delete_topic(&brokers, &topic).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -321,7 +321,21 @@ pub fn spawn_serve(
     config: &std::path::Path,
     envs: &[(&str, &str)],
 ) -> (std::process::Child, std::net::SocketAddr) {
+    let (child, listeners) = spawn_serve_listeners(config, envs);
+    (child, listeners["hookbridge listening"])
+}
+
+/// Like [`spawn_serve`], with every listener's address by its log message
+/// (`hookbridge listening`, `probes listening`, `admin API listening`).
+pub fn spawn_serve_listeners(
+    config: &std::path::Path,
+    envs: &[(&str, &str)],
+) -> (
+    std::process::Child,
+    std::collections::HashMap<String, std::net::SocketAddr>,
+) {
     use std::io::BufRead;
+    let mut listeners = std::collections::HashMap::new();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hookbridge"))
         .args(["serve", "--config"])
         .arg(config)
@@ -333,17 +347,18 @@ pub fn spawn_serve(
         .spawn()
         .expect("spawn");
     let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let addr = loop {
+    loop {
         let line = lines.next().expect("a log line").expect("read");
         let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if v["fields"]["message"] == "hookbridge listening" {
-            break v["fields"]["listen"]
-                .as_str()
-                .expect("listen")
-                .parse()
-                .expect("addr");
+        if let (Some(message), Some(listen)) =
+            (v["fields"]["message"].as_str(), v["fields"]["listen"].as_str())
+        {
+            listeners.insert(message.to_owned(), listen.parse().expect("addr"));
+            if message == "hookbridge listening" {
+                break;
+            }
         }
-    };
+    }
     std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-    (child, addr)
+    (child, listeners)
 }

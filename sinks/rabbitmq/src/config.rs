@@ -34,6 +34,10 @@ pub struct RabbitConfig {
     pub persistent: bool,
     /// Declare the exchange at connection time. Default: not declared (it is yours).
     pub declare_exchange: Option<ExchangeSpec>,
+    /// Declare a queue at connection time and bind it to the exchange, so messages have
+    /// somewhere to go from the first publish (with `mandatory`, an unbound exchange returns
+    /// every message: a permanent failure). Default: none (queues are your consumers').
+    pub declare_queue: Option<QueueSpec>,
     /// CloudEvents binding: `binary` (default) or `structured`.
     #[serde(default)]
     pub mode: Mode,
@@ -73,6 +77,24 @@ pub struct ExchangeSpec {
     /// Survives a broker restart. Default `true`.
     #[serde(default = "yes")]
     pub durable: bool,
+}
+
+/// `declare_queue`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueSpec {
+    /// Queue name. Required.
+    pub name: String,
+    /// Binding key to the exchange (`#`: everything on a topic exchange). Default `#`.
+    #[serde(default = "default_binding_key")]
+    pub binding_key: String,
+    /// Survives a broker restart. Default `true`.
+    #[serde(default = "yes")]
+    pub durable: bool,
+}
+
+fn default_binding_key() -> String {
+    "#".to_owned()
 }
 
 fn default_routing_key() -> String {
@@ -162,6 +184,26 @@ impl RabbitConfig {
                 errors.push((
                     "declare_exchange".to_owned(),
                     "needs a fixed, non-empty `exchange` name".to_owned(),
+                ));
+            }
+        }
+        if let Some(q) = &self.declare_queue {
+            if q.name.is_empty() || q.name.len() > 255 || q.name.starts_with("amq.") {
+                errors.push((
+                    "declare_queue.name".to_owned(),
+                    "1 to 255 bytes, not starting with amq. (reserved by the broker)".to_owned(),
+                ));
+            }
+            if q.binding_key.len() > 255 {
+                errors.push((
+                    "declare_queue.binding_key".to_owned(),
+                    "at most 255 bytes".to_owned(),
+                ));
+            }
+            if self.exchange.is_empty() || self.exchange.contains('{') {
+                errors.push((
+                    "declare_queue".to_owned(),
+                    "needs a fixed, non-empty `exchange` name to bind to".to_owned(),
                 ));
             }
         }

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use hookbridge_sink_core::binding::{compile, compile_headers};
 use hookbridge_sink_core::{ErrorKind, Event, Receipt, Sink, SinkError};
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
 use lapin::types::{FieldTable, LongString, ShortString};
 use lapin::Confirmation;
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -148,6 +150,28 @@ impl RabbitSink {
                 )
                 .await
                 .map_err(|e| classify("cannot declare the exchange", e))?;
+        }
+        if let (Some(spec), Some(first)) = (&self.config.declare_queue, channels.first()) {
+            let channel = first.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            let name = ShortString::from(spec.name.clone());
+            let options = QueueDeclareOptions {
+                durable: spec.durable,
+                ..Default::default()
+            };
+            channel
+                .queue_declare(name.clone(), options, FieldTable::default())
+                .await
+                .map_err(|e| classify("cannot declare the queue", e))?;
+            channel
+                .queue_bind(
+                    name,
+                    ShortString::from(self.config.exchange.clone()),
+                    ShortString::from(spec.binding_key.clone()),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|e| classify("cannot bind the queue", e))?;
         }
         Ok(Pool { connection, channels })
     }
