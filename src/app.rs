@@ -56,11 +56,40 @@ pub struct App {
     /// Forwarders of this app still running (each holds a count while it lives).
     forwarders_alive: Arc<std::sync::atomic::AtomicUsize>,
     /// Each sink's last health result and when it was taken (see [`App::sink_health`]).
-    health: Vec<tokio::sync::Mutex<Option<CachedHealth>>>,
+    health: Vec<tokio::sync::Mutex<HealthSlot>>,
 }
 
-/// A sink's health result and when it was taken.
-type CachedHealth = (std::time::Instant, Result<(), String>);
+/// A sink's health as `/readyz` reports it: the current state, since when, and the last error
+/// seen (kept after the sink recovers).
+#[derive(Debug, Clone)]
+pub struct SinkStatus {
+    /// `Err` with the reason while the sink is down.
+    pub result: Result<(), String>,
+    /// When the current state (up or down) was first observed.
+    pub since: std::time::SystemTime,
+    /// The last failed check's error and when it was seen.
+    pub last_error: Option<(String, std::time::SystemTime)>,
+}
+
+/// A sink's last health result, when it was taken, and its [`SinkStatus`].
+#[derive(Debug)]
+struct HealthSlot {
+    checked: Option<std::time::Instant>,
+    status: SinkStatus,
+}
+
+impl Default for HealthSlot {
+    fn default() -> Self {
+        HealthSlot {
+            checked: None,
+            status: SinkStatus {
+                result: Ok(()),
+                since: std::time::SystemTime::now(),
+                last_error: None,
+            },
+        }
+    }
+}
 
 /// How long a sink's health result is reused: `/readyz` polled by many probes (or flooded)
 /// costs at most one check per sink per this interval — a Kafka check is a metadata fetch on
@@ -159,7 +188,7 @@ impl App {
         let health = deliverer
             .sinks()
             .iter()
-            .map(|_| tokio::sync::Mutex::new(None))
+            .map(|_| tokio::sync::Mutex::new(HealthSlot::default()))
             .collect();
         Ok(Arc::new(App {
             sources,
@@ -264,23 +293,35 @@ impl App {
     /// once per [`HEALTH_CACHED_FOR`]; callers arriving while a check runs wait for its result
     /// rather than starting their own.
     pub async fn sink_health(&self, index: usize) -> Result<(), String> {
+        self.sink_status(index).await.result
+    }
+
+    /// Like [`App::sink_health`], with since when the sink is in its state and its last error.
+    pub async fn sink_status(&self, index: usize) -> SinkStatus {
         let sink = &self.deliverer.sinks()[index];
         let Some(slot) = self.health.get(index) else {
-            return Ok(());
+            return HealthSlot::default().status;
         };
-        let mut cached = slot.lock().await;
-        if let Some((at, result)) = cached.as_ref() {
-            if at.elapsed() < HEALTH_CACHED_FOR {
-                return result.clone();
-            }
+        let mut slot = slot.lock().await;
+        if slot.checked.is_some_and(|at| at.elapsed() < HEALTH_CACHED_FOR) {
+            return slot.status.clone();
         }
         let result = match tokio::time::timeout(HEALTH_TIMEOUT, sink.health()).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!("health check took longer than {HEALTH_TIMEOUT:?}")),
         };
-        *cached = Some((std::time::Instant::now(), result.clone()));
-        result
+        let now = std::time::SystemTime::now();
+        // The first check sets the state's start too: before it, nothing was known.
+        if slot.checked.is_none() || result.is_ok() != slot.status.result.is_ok() {
+            slot.status.since = now;
+        }
+        if let Err(e) = &result {
+            slot.status.last_error = Some((e.clone(), now));
+        }
+        slot.status.result = result;
+        slot.checked = Some(std::time::Instant::now());
+        slot.status.clone()
     }
 
     /// Whether sink `index` can be reached by a sync-mode source (its outage refuses events).

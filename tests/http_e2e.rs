@@ -341,3 +341,53 @@ async fn event_fields_cannot_steer_the_target_or_break_the_request() {
     assert!(headers.get("ce-id").is_some_and(|v| v.to_str().is_ok()));
     hb.stop().await;
 }
+
+/// `/readyz` says of each sink its state, since when, and its last error — kept after the sink
+/// recovers, with the time it was seen (the error text only on the private listener) (#28).
+#[tokio::test]
+async fn readyz_reports_each_sink_s_state_since_when_and_its_last_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let cfg = config(&format!("http://127.0.0.1:{port}/in"), "")
+        .replace("[server]\n", "[server]\nprobe_listen = \"127.0.0.1:9\"\n");
+    let hb = common::start_listeners(&cfg, vec![], false, true).await;
+    let ready_url = format!("http://{}/readyz", hb.probe_addr.expect("probe listener"));
+    let read = || async {
+        let v: Value = reqwest::get(&ready_url)
+            .await
+            .expect("readyz")
+            .json()
+            .await
+            .expect("json");
+        v["sinks"]["forward"].clone()
+    };
+    let down = read().await;
+    assert_eq!(down["state"], "down", "{down}");
+    let since_down = humantime::parse_rfc3339(down["since"].as_str().expect("since")).expect("time");
+    assert!(down["error"].as_str().is_some_and(|e| !e.is_empty()), "{down}");
+    assert!(down["last_error"]["at"].as_str().is_some(), "{down}");
+
+    // The endpoint comes up: the state changes (after the 1 s health cache), the last error stays.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("rebind");
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            drop(conn);
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let up = read().await;
+    assert_eq!(up["state"], "up", "{up}");
+    let since_up = humantime::parse_rfc3339(up["since"].as_str().expect("since")).expect("time");
+    assert!(since_up >= since_down, "{down} then {up}");
+    assert!(up.get("error").is_none(), "{up}");
+    assert_eq!(
+        up["last_error"], down["last_error"],
+        "the last error is kept: {up}"
+    );
+    hb.stop().await;
+}

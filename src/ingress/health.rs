@@ -16,12 +16,16 @@ use crate::app::App;
 pub async fn readyz(app: &App, detail: bool) -> Response {
     let sinks = app.deliverer.sinks();
     let checks =
-        join_all((0..sinks.len()).map(|i| async move { (&sinks[i], app.sink_health(i).await.err()) })).await;
+        join_all((0..sinks.len()).map(|i| async move { (&sinks[i], app.sink_status(i).await) })).await;
     let mut ready = !app.is_shutting_down();
     let mut states = Map::new();
-    for (i, (sink, error)) in checks.into_iter().enumerate() {
-        let mut entry = json!({ "type": sink.kind(), "state": if error.is_some() { "down" } else { "up" } });
-        if let Some(e) = error {
+    for (i, (sink, status)) in checks.into_iter().enumerate() {
+        let mut entry = json!({
+            "type": sink.kind(),
+            "state": if status.result.is_err() { "down" } else { "up" },
+            "since": rfc3339(status.since),
+        });
+        if let Err(e) = status.result {
             // A sink only fed through the spool being down refuses nothing: events wait on disk.
             if app.is_sync_sink(i) {
                 ready = false;
@@ -29,6 +33,13 @@ pub async fn readyz(app: &App, detail: bool) -> Response {
             if detail {
                 entry["error"] = Value::String(e);
             }
+        }
+        if let Some((e, at)) = status.last_error {
+            let mut last = json!({ "at": rfc3339(at) });
+            if detail {
+                last["error"] = Value::String(e);
+            }
+            entry["last_error"] = last;
         }
         states.insert(sink.name().to_owned(), entry);
     }
@@ -57,6 +68,10 @@ pub async fn readyz(app: &App, detail: bool) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     json_response(code, &body)
+}
+
+fn rfc3339(t: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// The spool's state: pending, per-sink backlog, retained and parked.
