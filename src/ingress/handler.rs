@@ -238,6 +238,8 @@ where
         event_type = tracing::field::Empty,
         status = tracing::field::Empty,
     );
+    #[cfg(feature = "otlp")]
+    super::otel::parent(&span, &headers);
     let result =
         tracing::Instrument::instrument(tokio::time::timeout(server.request_timeout, work), span.clone())
             .await;
@@ -336,10 +338,15 @@ async fn process(
     }
     let body_digest = source.dedup_on_body.then(|| body_digest(&body));
     let batch = events.len() > 1;
+    // With OTLP export on, events carry the request span's ids (a child of the sender's).
+    #[cfg(feature = "otlp")]
+    let exported = super::otel::current_traceparent();
+    #[cfg(not(feature = "otlp"))]
+    let exported: Option<String> = None;
     for (i, e) in events.iter_mut().enumerate() {
         normalize::stamp(e, &ctx);
         normalize::keep_headers(e, headers, &source.keep_headers);
-        normalize::trace(e, headers);
+        normalize::trace(e, headers, exported.as_deref());
         if let Some(digest) = &body_digest {
             // Dedup (and the brokers' delivery key) on what the signature covers.
             let key = if batch {

@@ -10,6 +10,8 @@ mod body;
 mod challenge;
 pub mod handler;
 mod health;
+#[cfg(feature = "otlp")]
+pub mod otel;
 pub mod reply;
 
 use std::future::Future;

@@ -91,8 +91,14 @@ pub fn keep_headers(event: &mut Event, headers: &http::HeaderMap, names: &[Strin
 /// distributed tracing) if it has one, else the request's `traceparent` header continued with a
 /// new span id for hookbridge's hop, else a new trace. Stored as the `traceparent` extension, so
 /// every sink carries it (and sends it as a `traceparent` header too).
-pub fn trace(event: &mut Event, headers: &http::HeaderMap) {
+pub fn trace(event: &mut Event, headers: &http::HeaderMap, exported: Option<&str>) {
     if event.extensions.contains_key("traceparent") {
+        return;
+    }
+    if let Some(tp) = exported {
+        event
+            .extensions
+            .insert("traceparent".into(), ExtensionValue::String(tp.to_owned()));
         return;
     }
     use rand::Rng;
@@ -143,7 +149,7 @@ mod trace_tests {
             http::HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
         );
         let mut e = Event::new("1", "s", "t");
-        trace(&mut e, &h);
+        trace(&mut e, &h, None);
         let tp = e.attribute("traceparent").expect("traceparent");
         assert!(tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"), "{tp}");
         assert!(tp.ends_with("-01"));
@@ -154,7 +160,7 @@ mod trace_tests {
 
         let mut e = Event::new("1", "s", "t");
         h.insert("traceparent", http::HeaderValue::from_static("garbage"));
-        trace(&mut e, &h);
+        trace(&mut e, &h, None);
         let tp = e.attribute("traceparent").expect("new trace");
         assert!(parse_traceparent(&tp).is_some(), "{tp}");
 
@@ -163,7 +169,7 @@ mod trace_tests {
             "traceparent".into(),
             "00-11111111111111111111111111111111-2222222222222222-00".into(),
         );
-        trace(&mut e, &h);
+        trace(&mut e, &h, None);
         assert_eq!(
             e.attribute("traceparent").as_deref(),
             Some("00-11111111111111111111111111111111-2222222222222222-00")
