@@ -113,18 +113,13 @@ enum FicCommand {
     Subscriptions {
         #[command(subcommand)]
         action: SubAction,
-        /// FIC API base URL.
-        #[arg(
-            long,
-            global = true,
-            env = "FIC_API_URL",
-            default_value = "https://api-v2.fattureincloud.it"
-        )]
-        api_url: String,
-        /// OAuth access token.
+        /// FIC API base URL. Default: the source's `api.base_url`, else FIC's.
+        #[arg(long, global = true, env = "FIC_API_URL")]
+        api_url: Option<String>,
+        /// OAuth access token. Default: the source's `api.token`.
         #[arg(long, global = true, env = "FIC_ACCESS_TOKEN", hide_env_values = true)]
         token: Option<String>,
-        /// Company id.
+        /// Company id. Default: the source's `api.company_id`.
         #[arg(long, global = true, env = "FIC_COMPANY_ID")]
         company: Option<String>,
         /// Configuration file (for the source's public_url, routes and verification method).
@@ -190,8 +185,6 @@ fn fic(command: FicCommand) -> anyhow::Result<ExitCode> {
         config,
         json,
     } = command;
-    let token = token.context("no access token: set FIC_ACCESS_TOKEN or pass --token")?;
-    let company = company.context("no company id: set FIC_COMPANY_ID or pass --company")?;
     let needs_config = matches!(
         action,
         SubAction::Create { .. } | SubAction::Update { .. } | SubAction::Verify { .. }
@@ -213,6 +206,15 @@ fn fic(command: FicCommand) -> anyhow::Result<ExitCode> {
         SubAction::Verify { id, source, wait } => Action::Verify { id, source, wait },
         SubAction::Delete { id } => Action::Delete { id },
     };
+    let source = match &action {
+        Action::Create { source, .. } | Action::Update { source, .. } | Action::Verify { source, .. } => {
+            Some(source.as_str())
+        }
+        Action::List | Action::Show { .. } | Action::Delete { .. } => None,
+    };
+    let (api_url, token, company) =
+        hookbridge::cli::fic::credentials(&config, source, api_url, token, company)
+            .map_err(|e| anyhow::anyhow!(e))?;
     let api = hookbridge::fic::api::Api::new(api_url, token, company);
     let runtime = tokio::runtime::Runtime::new().context("runtime")?;
     match runtime.block_on(hookbridge::cli::fic::run(&config, &api, action, json)) {

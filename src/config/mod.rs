@@ -809,8 +809,9 @@ fn check_source(
                     base_url: api
                         .base_url
                         .clone()
-                        .unwrap_or_else(|| "https://api-v2.fattureincloud.it".into()),
+                        .unwrap_or_else(|| crate::fic::api::DEFAULT_BASE_URL.into()),
                     token: String::from_utf8_lossy(token.expose()).into_owned(),
+                    company_id: api.company_id.map(|c| c.to_string()),
                     retry_when_unavailable: on_unavailable == "retry",
                     cache_ttl: api.cache_ttl.map_or(Duration::from_secs(30), |d| d.0),
                     cache_max_entries: api.cache_max_entries.unwrap_or(10_000),

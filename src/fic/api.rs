@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+/// FIC's API.
+pub const DEFAULT_BASE_URL: &str = "https://api-v2.fattureincloud.it";
+
 /// Where and as whom to call the API.
 #[derive(Debug, Clone)]
 pub struct Api {

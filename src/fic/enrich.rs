@@ -28,6 +28,8 @@ pub struct EnrichConfig {
     pub base_url: String,
     /// OAuth token.
     pub token: String,
+    /// `api.company_id`: the company `hookbridge fic subscriptions` manages by default.
+    pub company_id: Option<String>,
     /// 503 instead of publishing un-enriched when FIC cannot answer.
     pub retry_when_unavailable: bool,
     /// Cache lifetime.

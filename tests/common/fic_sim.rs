@@ -21,6 +21,8 @@ pub struct Sub {
     pub types: Vec<String>,
     pub verified: bool,
     pub mapping: String,
+    /// The company the subscription belongs to.
+    pub company: String,
 }
 
 #[derive(Default)]
@@ -66,6 +68,38 @@ impl Sim {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Sends a notification of `ty` (after `it.fattureincloud.webhooks.`) about `ids` to a
+    /// verified subscription's sink, as FIC does: binary CloudEvents, the ids as data, and a
+    /// bearer JWT signed with the test key (`aud` the sink, `sub` the company, `jti` the event
+    /// id). Returns the sink's status.
+    pub async fn notify(&self, sub: &str, event_id: &str, ty: &str, ids: &[u64]) -> u16 {
+        let (sink, company, verified) = {
+            let st = self.state.lock().expect("lock");
+            let s = &st.subs[sub];
+            (s.sink.clone(), s.company.clone(), s.verified)
+        };
+        assert!(verified, "FIC only notifies verified subscriptions");
+        let subject = format!("company:{company}");
+        let token = sign(
+            json!({ "iss": "https://api-v2.fattureincloud.it", "aud": [sink], "iat": now(), "exp": now() + 3 * 3600, "sub": subject, "jti": event_id }),
+        );
+        reqwest::Client::new()
+            .post(&sink)
+            .header("authorization", format!("Bearer {token}"))
+            .header("user-agent", "FattureInCloud/API-WEBHOOK")
+            .header("ce-type", format!("it.fattureincloud.webhooks.{ty}"))
+            .header("ce-specversion", "1.0")
+            .header("ce-source", "https://api-v2.fattureincloud.it")
+            .header("ce-id", event_id)
+            .header("ce-subject", &subject)
+            .header("ce-time", "2026-11-30T12:00:00Z")
+            .header("content-type", "application/json")
+            .body(json!({ "data": { "ids": ids } }).to_string())
+            .send()
+            .await
+            .map_or(0, |r| r.status().as_u16())
     }
 }
 
@@ -148,6 +182,7 @@ async fn handle(
                     types,
                     verified: false,
                     mapping: d["config"]["mapping"].as_str().unwrap_or("binary").to_owned(),
+                    company: cid.to_string(),
                 };
                 st.subs.insert(sub.id.clone(), sub.clone());
                 sub
