@@ -512,6 +512,18 @@ impl Live {
         {
             tracing::warn!("listener addresses changed: they take effect at the next restart");
         }
+        // The dedup table and the spool are carried over as they are.
+        let (d, od) = (&config.dedup, &old.config.dedup);
+        if d.enabled
+            && od.enabled
+            && (d.window, d.max_entries, &d.path) != (od.window, od.max_entries, &od.path)
+        {
+            tracing::warn!("dedup.window, max_entries and path take effect at the next restart");
+        }
+        let (s, os) = (&config.spool, &old.config.spool);
+        if (s.max_events, s.max_bytes, s.max_parked) != (os.max_events, os.max_bytes, os.max_parked) {
+            tracing::warn!("spool.max_events, max_bytes and max_parked take effect at the next restart");
+        }
         let new = App::build_reload(config, &old)?;
         // One forwarder per sink at a time: stop the old ones before the new ones start.
         old.stop_forwarders().await;

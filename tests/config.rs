@@ -598,3 +598,40 @@ per_second = 0
         "whole number of seconds",
     );
 }
+
+/// `{ env = …, file = … }` was read as its first key, the second ignored: now refused.
+#[test]
+fn a_secret_reference_with_both_env_and_file_is_refused() {
+    let text = BASE.replace(
+        "verify = { kind = \"none\" }",
+        "verify = { kind = \"token\", tokens = { env = \"HB_TEST_A\", file = \"/etc/b\" } }",
+    );
+    let (errs, _) = errors(&text);
+    let text = errs.to_string();
+    assert!(
+        text.contains("sources.ce.verify") && text.contains("either `env` or `file`, not both"),
+        "{errs}"
+    );
+}
+
+/// Tables that do nothing in this configuration are warned about (not refused).
+#[test]
+fn spool_and_dedup_settings_that_do_nothing_are_warned_about() {
+    let f = write(&format!(
+        "{BASE}[spool]\ndir = \"/tmp/hb-unused-spool\"\n[dedup]\nenabled = false\nwindow = \"1h\"\n"
+    ));
+    let cfg = config::load(Some(f.path())).expect("valid");
+    let warnings: Vec<String> = cfg.warnings.iter().map(ToString::to_string).collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("spool") && w.contains("never opened")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("dedup") && w.contains("do nothing")),
+        "{warnings:?}"
+    );
+}

@@ -440,6 +440,29 @@ pub fn validate(figment: Figment, origin: &str) -> Result<Config, ConfigErrors> 
             }
         }
     }
+    // Tables that are accepted but would do nothing here: said, not refused (a configuration
+    // shared between deployments may carry them).
+    if top.contains_key("spool") && !sources.iter().any(|s| s.delivery == Delivery::Spool) {
+        c.warn(
+            "spool",
+            "no source has delivery = \"spool\": the spool is never opened and these settings do nothing",
+            None,
+        );
+    }
+    if let Some(d) = &dedup {
+        if !d.enabled
+            && top
+                .get("dedup")
+                .and_then(Value::as_dict)
+                .is_some_and(|t| t.len() > 1)
+        {
+            c.warn(
+                "dedup",
+                "enabled = false: the other [dedup] settings do nothing",
+                None,
+            );
+        }
+    }
     let quarantine = check_quarantine(&mut c, top.contains_key("quarantine"), &sinks);
     let dead_letter = check_dead_letter(&mut c, top.contains_key("dead_letter"), &sinks);
     match (server, router, dedup, spool, quarantine, dead_letter) {

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 /// Where one secret comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
+#[serde(try_from = "RawSecretRef")]
 pub enum SecretRef {
     /// `{ env = "NAME" }`: the value of an environment variable.
     Env {
@@ -24,14 +24,60 @@ pub enum SecretRef {
     },
 }
 
+/// A secret reference as written: exactly one of `env` and `file`, nothing else (an untagged
+/// enum took the first that matched and ignored the rest: `{ env = "A", file = "/b" }` read `A`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecretRef {
+    env: Option<String>,
+    file: Option<PathBuf>,
+}
+
+impl TryFrom<RawSecretRef> for SecretRef {
+    type Error = String;
+
+    fn try_from(raw: RawSecretRef) -> Result<Self, String> {
+        match (raw.env, raw.file) {
+            (Some(env), None) => Ok(SecretRef::Env { env }),
+            (None, Some(file)) => Ok(SecretRef::File { file }),
+            (Some(_), Some(_)) => Err("a secret reference has either `env` or `file`, not both".into()),
+            (None, None) => Err("a secret reference needs `env = \"NAME\"` or `file = \"/path\"`".into()),
+        }
+    }
+}
+
 /// One secret reference or a list of them.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
+#[serde(try_from = "RawSecretRefs")]
 pub enum SecretRefs {
     /// A single secret.
     One(SecretRef),
     /// Several active secrets (rotation).
     Many(Vec<SecretRef>),
+}
+
+/// [`SecretRefs`] as written, checked after parsing so a wrong reference keeps its own message
+/// (an untagged enum of checked references only says that nothing matched).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawSecretRefs {
+    One(RawSecretRef),
+    Many(Vec<RawSecretRef>),
+}
+
+impl TryFrom<RawSecretRefs> for SecretRefs {
+    type Error = String;
+
+    fn try_from(raw: RawSecretRefs) -> Result<Self, String> {
+        Ok(match raw {
+            RawSecretRefs::One(r) => SecretRefs::One(r.try_into()?),
+            RawSecretRefs::Many(rs) => SecretRefs::Many(
+                rs.into_iter()
+                    .map(SecretRef::try_from)
+                    .collect::<Result<_, _>>()?,
+            ),
+        })
+    }
 }
 
 impl SecretRefs {
