@@ -29,6 +29,12 @@ impl Setup {
         Setup { _dir: dir, path }
     }
     fn config(&self, verify_extra: &str) -> String {
+        // An allow-list and allow_any_company contradict each other (check refuses both).
+        let any = if verify_extra.contains("companies") || verify_extra.contains("app_ids") {
+            ""
+        } else {
+            "allow_any_company = true"
+        };
         format!(
             r#"
 [sources.fic]
@@ -37,7 +43,7 @@ kind = "fattureincloud"
 public_url = "{PUBLIC_URL}"
 [sources.fic.verify]
 public_key = {{ file = "{PUB_PATH}" }}
-allow_any_company = true
+{any}
 {verify_extra}
 
 [sinks.file]

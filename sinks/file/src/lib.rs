@@ -125,6 +125,11 @@ impl FileSink {
 /// Opens `path` for appending and drops a partial last line (left by a crash or a failed write
 /// whose truncation failed too), so a reader never takes a fragment for an event.
 fn open_whole(path: &std::path::Path) -> io::Result<Open> {
+    // A missing directory is created (0700, like the spool's): every event answered 503 until an
+    // operator makes it helps nobody.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        hookbridge_sink_core::private::create_dir(dir)?;
+    }
     let mut file = hookbridge_sink_core::private::options()
         .create(true)
         .append(true)
@@ -382,6 +387,17 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_missing_directory_is_created() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("a/b/events.jsonl");
+        let sink = FileSink::new("archive", config(path.clone()));
+        sink.publish(&Event::new("1", "urn:x", "t.a"))
+            .await
+            .expect("publish");
+        assert_eq!(std::fs::read_to_string(&path).expect("read").lines().count(), 1);
+    }
+
+    #[tokio::test]
     async fn a_partial_last_line_is_dropped_when_the_file_is_opened() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("events.jsonl");
@@ -435,8 +451,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn missing_directory_is_unavailable_not_a_panic() {
-        let sink = FileSink::new("x", config("/nonexistent/dir/events.jsonl".into()));
+    async fn a_directory_that_cannot_be_made_is_unavailable_not_a_panic() {
+        // Under a regular file: no directory can be made there, not even by root.
+        let file = tempfile::NamedTempFile::new().expect("file");
+        let sink = FileSink::new("x", config(file.path().join("dir/events.jsonl")));
         let err = sink
             .publish(&Event::new("1", "urn:x", "t"))
             .await
