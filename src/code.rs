@@ -101,7 +101,7 @@ codes! {
     /// A verification challenge without a usable challenge value.
     BadChallenge = (400, "bad_challenge", Webhook),
     /// Body over `server.body_limit`.
-    BodyTooLarge = (413, "body_too_large", Webhook),
+    BodyTooLarge = (413, "body_too_large", Both),
     /// No such path.
     NotFound = (404, "not_found", Both),
     /// The path does not take this method.

@@ -65,7 +65,7 @@ pub const FAMILIES: &[Family] = &[
     family("hookbridge_verification_failures_total", Kind::Counter, &["source", "reason"], "Requests refused by the verifier, by reason code."),
     family("hookbridge_events_total", Kind::Counter, &["source", "outcome"], "Events by outcome (delivered, spooled, dead_lettered, dropped, duplicate, sink_unavailable, ...)."),
     family("hookbridge_routed_total", Kind::Counter, &["source", "sink"], "Events routed to each sink (after dedup), by source and sink."),
-    family("hookbridge_provider_retries_total", Kind::Counter, &["source"], "Events arriving again after their previous attempt was answered with a 503: the provider's retries (counted while dedup is on)."),
+    family("hookbridge_provider_retries_total", Kind::Counter, &["source"], "Events arriving again after a publish attempt of theirs failed (answered 503 or 500): the provider's retries of them (counted while dedup is on; refusals before publishing, such as overloaded, are not remembered)."),
     family("hookbridge_publish_total", Kind::Counter, &["sink", "result"], "Publish attempts by sink and result (ok, or the failure kind)."),
     family("hookbridge_publish_duration_seconds", Kind::Histogram, &["sink"], "Duration of each publish attempt."),
     family("hookbridge_retries_total", Kind::Counter, &["sink"], "Spool mode: publish attempts retried by a forwarder."),

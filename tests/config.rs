@@ -268,6 +268,15 @@ fn check_command_exit_codes_and_env_overrides() {
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
+    // A variable shaped like an override whose first segment is no table: warned, not applied.
+    let out = check(good.path(), &[("HOOKBRIDGE_SERVR__LISTEN", "not-an-address")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("HOOKBRIDGE_SERVR__LISTEN: not applied"),
+        "{stderr}"
+    );
+
     // Several errors: all printed, exit non-zero.
     let bad = write(&format!("{BASE}\n[server]\nlisen = 1\n[extra]\n"));
     let out = check(bad.path(), &[]);
@@ -634,4 +643,59 @@ fn spool_and_dedup_settings_that_do_nothing_are_warned_about() {
             .any(|w| w.contains("dedup") && w.contains("do nothing")),
         "{warnings:?}"
     );
+}
+
+/// A secret written where a reference belongs is refused without its value in the message
+/// (serde's own message quoted it into `check`'s output and the reload log).
+#[test]
+fn an_inline_secret_is_refused_without_showing_it() {
+    let text = BASE.replace(
+        "verify = { kind = \"none\" }",
+        "verify = { kind = \"basic\", users = [{ username = \"u\", password = \"basic-SECRET-456\" }] }",
+    ) + "[sinks.k]\ntype = \"kafka\"\ntopic = \"t\"\nsasl_password = \"kafka-SECRET-123\"\n\
+         [sinks.h]\ntype = \"http\"\nurl = \"http://127.0.0.1:1/x\"\nauth = { bearer = 12345678 }\n";
+    let (errs, _) = errors(&text);
+    let shown = errs.to_string();
+    for secret in ["basic-SECRET-456", "kafka-SECRET-123", "12345678"] {
+        assert!(!shown.contains(secret), "{secret} shown: {shown}");
+    }
+    assert!(shown.contains("never written inline"), "{shown}");
+    // The table is named (a tagged table's field path does not survive serde's buffering).
+    assert!(shown.contains("sinks.k"), "{shown}");
+    // Through an environment override too.
+    let f = write(BASE);
+    let out = check(
+        f.path(),
+        &[(
+            "HOOKBRIDGE_SOURCES__CE__VERIFY",
+            "{kind=\"token\",tokens=\"env-SECRET-789\"}",
+        )],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && !stderr.contains("env-SECRET-789"),
+        "{stderr}"
+    );
+}
+
+/// Headers the HTTP sink writes only with `auth` or `sign` may be configured without them (a
+/// custom scheme such as `ApiKey` has no other way in).
+#[test]
+fn an_http_authorization_header_without_auth_is_allowed() {
+    let f = write(&format!(
+        "{BASE}[sinks.h]\ntype = \"http\"\nurl = \"http://127.0.0.1:1/x\"\nheaders = {{ Authorization = \"ApiKey k\", webhook-id = \"{{id}}\" }}\n"
+    ));
+    config::load(Some(f.path())).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// A publish deadline too short to fit a sink timeout under (1 ms made Kafka's 0: "never time
+/// out") and a Kafka linger that librdkafka would refuse are refused by check.
+#[test]
+fn a_tiny_publish_deadline_and_a_linger_past_the_message_timeout_are_refused() {
+    let (errs, file) = errors(&format!("{BASE}[server]\npublish_timeout = \"1ms\"\n"));
+    assert_error(&errs, &file, "server.publish_timeout", "at least 100ms");
+    let (errs, file) = errors(&format!(
+        "{BASE}[sinks.k]\ntype = \"kafka\"\ntopic = \"t\"\nlinger = \"3s\"\nmessage_timeout = \"2s\"\n"
+    ));
+    assert_error(&errs, &file, "sinks.k.linger", "shorter than message_timeout");
 }

@@ -446,3 +446,53 @@ async fn long_fields_kept_headers_and_traceparent_in_both_modes() {
         topo.cleanup().await;
     }
 }
+
+/// `declare_queue` declares and binds a queue, so a fresh exchange delivers from the first
+/// event; a queue that exists with other settings makes the sink down (503, retried), never a
+/// permanent refusal of each event (#28).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declare_queue_binds_a_queue_and_a_conflicting_one_is_retryable() {
+    let conn = Connection::connect(&shared_url(), ConnectionProperties::default())
+        .await
+        .expect("connect");
+    let channel = conn.create_channel().await.expect("channel");
+    let exchange = unique("hbtest.dq.x");
+    let queue = unique("hbtest.dq.q");
+    let declare = format!(
+        "declare_exchange = {{ kind = \"topic\", durable = false }}\n\
+         declare_queue = {{ name = \"{queue}\", binding_key = \"#\", durable = false }}"
+    );
+    let hb = start(&config(&shared_url(), &exchange, &declare), vec![]).await;
+    let (status, body) = post(&hb.url("/events"), "dq-1", "t.dq").await;
+    assert_eq!(status, 200, "{body}");
+    let msg = channel
+        .basic_get(ShortString::from(queue.clone()), BasicGetOptions { no_ack: true })
+        .await
+        .expect("basic.get")
+        .expect("the event is in the declared queue");
+    assert_eq!(header(&msg, "cloudEvents_id").as_deref(), Some("dq-1"));
+    hb.stop().await;
+
+    // The same queue declared durable this time: the broker refuses (PRECONDITION_FAILED).
+    let conflicting = declare.replace(
+        "binding_key = \"#\", durable = false",
+        "binding_key = \"#\", durable = true",
+    );
+    let hb = start(&config(&shared_url(), &exchange, &conflicting), vec![]).await;
+    let (status, body) = post(&hb.url("/events"), "dq-2", "t.dq").await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (503, &json!("sink_unavailable")),
+        "{body}"
+    );
+    hb.stop().await;
+    let _ = channel
+        .queue_delete(
+            ShortString::from(queue),
+            lapin::options::QueueDeleteOptions::default(),
+        )
+        .await;
+    let _ = channel
+        .exchange_delete(ShortString::from(exchange), ExchangeDeleteOptions::default())
+        .await;
+}

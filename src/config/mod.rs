@@ -414,6 +414,25 @@ pub fn validate(figment: Figment, origin: &str) -> Result<Config, ConfigErrors> 
             return Err(ConfigErrors(c.errors));
         }
     };
+    // A variable shaped like an override (`HOOKBRIDGE_X__Y`) whose first segment is no table
+    // of the file is not applied (see `env_provider`): most likely a typo, so said.
+    for (var, _) in std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v))) {
+        let Some(path) = var.strip_prefix("HOOKBRIDGE_") else {
+            continue;
+        };
+        let top_key = path.split("__").next().unwrap_or_default();
+        if path.contains("__") && !TOP_LEVEL.iter().any(|t| t.eq_ignore_ascii_case(top_key)) {
+            c.warnings.push(ConfigError::new(
+                "environment".to_owned(),
+                var.clone(),
+                format!(
+                    "not applied: {} is not a table of the configuration ({})",
+                    top_key.to_ascii_lowercase(),
+                    TOP_LEVEL.join(", ")
+                ),
+            ));
+        }
+    }
     for key in top.keys() {
         if !TOP_LEVEL.contains(&key.as_str()) {
             c.error(
@@ -522,6 +541,13 @@ fn check_server(c: &mut Checker<'_>, present: bool) -> Option<ServerConfig> {
     let d = |v: Option<units::HumanDuration>, default: u64| v.map_or(Duration::from_secs(default), |h| h.0);
     let request_timeout = d(raw.request_timeout, 10);
     let publish_timeout = d(raw.publish_timeout, 5);
+    if publish_timeout < Duration::from_millis(100) {
+        c.error(
+            "server.publish_timeout",
+            "must be at least 100ms (sink timeouts are fitted under it)",
+            None,
+        );
+    }
     if publish_timeout >= request_timeout {
         c.error(
             "server.publish_timeout",

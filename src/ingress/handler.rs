@@ -238,6 +238,10 @@ where
         event_type = tracing::field::Empty,
         status = tracing::field::Empty,
     );
+    // The sender's trace context is taken as it comes, before verification, as OpenTelemetry's
+    // HTTP instrumentation does: the OTel span is made when the span is, and a parent set later
+    // is ignored. An unauthenticated caller thus picks the trace id (and sampling flag) of its
+    // own request's span only; nothing it sends reaches a broker unverified.
     #[cfg(feature = "otlp")]
     super::otel::parent(&span, &headers);
     let result =

@@ -9,8 +9,7 @@ use serde::de::{self, Deserializer};
 use serde::Deserialize;
 
 /// Where one secret comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "RawSecretRef")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretRef {
     /// `{ env = "NAME" }`: the value of an environment variable.
     Env {
@@ -24,31 +23,8 @@ pub enum SecretRef {
     },
 }
 
-/// A secret reference as written: exactly one of `env` and `file`, nothing else (an untagged
-/// enum took the first that matched and ignored the rest: `{ env = "A", file = "/b" }` read `A`).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSecretRef {
-    env: Option<String>,
-    file: Option<PathBuf>,
-}
-
-impl TryFrom<RawSecretRef> for SecretRef {
-    type Error = String;
-
-    fn try_from(raw: RawSecretRef) -> Result<Self, String> {
-        match (raw.env, raw.file) {
-            (Some(env), None) => Ok(SecretRef::Env { env }),
-            (None, Some(file)) => Ok(SecretRef::File { file }),
-            (Some(_), Some(_)) => Err("a secret reference has either `env` or `file`, not both".into()),
-            (None, None) => Err("a secret reference needs `env = \"NAME\"` or `file = \"/path\"`".into()),
-        }
-    }
-}
-
 /// One secret reference or a list of them.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "RawSecretRefs")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SecretRefs {
     /// A single secret.
     One(SecretRef),
@@ -56,27 +32,113 @@ pub enum SecretRefs {
     Many(Vec<SecretRef>),
 }
 
-/// [`SecretRefs`] as written, checked after parsing so a wrong reference keeps its own message
-/// (an untagged enum of checked references only says that nothing matched).
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RawSecretRefs {
-    One(RawSecretRef),
-    Many(Vec<RawSecretRef>),
+/// What a secret written where a reference belongs is told: never its value (serde's own
+/// message quotes it — "found string \"s3cret\"" — into `check`'s output and the reload log).
+const NEVER_INLINE: &str =
+    "a secret is { env = \"NAME\" } or { file = \"/path\" }, never written inline (the value is not shown)";
+
+/// Reads a secret reference, or with `many` a list of them, by hand: exactly one of `env` and
+/// `file` (an untagged enum took the first that matched and ignored the rest, and a derived
+/// one quotes an inline value in its error).
+struct RefVisitor {
+    many: bool,
 }
 
-impl TryFrom<RawSecretRefs> for SecretRefs {
-    type Error = String;
+impl<'de> de::Visitor<'de> for RefVisitor {
+    type Value = SecretRefs;
 
-    fn try_from(raw: RawSecretRefs) -> Result<Self, String> {
-        Ok(match raw {
-            RawSecretRefs::One(r) => SecretRefs::One(r.try_into()?),
-            RawSecretRefs::Many(rs) => SecretRefs::Many(
-                rs.into_iter()
-                    .map(SecretRef::try_from)
-                    .collect::<Result<_, _>>()?,
-            ),
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.many {
+            "{ env = \"NAME\" }, { file = \"/path\" } or a list of them"
+        } else {
+            "{ env = \"NAME\" } or { file = \"/path\" }"
         })
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<SecretRefs, A::Error> {
+        let (mut env, mut file): (Option<String>, Option<PathBuf>) = (None, None);
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "env" => env = Some(map.next_value()?),
+                "file" => file = Some(map.next_value()?),
+                other => {
+                    map.next_value::<de::IgnoredAny>()?;
+                    return Err(de::Error::custom(format!(
+                        "unknown key `{other}` in a secret reference: use env or file"
+                    )));
+                }
+            }
+        }
+        match (env, file) {
+            (Some(env), None) => Ok(SecretRefs::One(SecretRef::Env { env })),
+            (None, Some(file)) => Ok(SecretRefs::One(SecretRef::File { file })),
+            (Some(_), Some(_)) => Err(de::Error::custom(
+                "a secret reference has either `env` or `file`, not both",
+            )),
+            (None, None) => Err(de::Error::custom(
+                "a secret reference needs env = \"NAME\" or file = \"/path\"",
+            )),
+        }
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<SecretRefs, A::Error> {
+        if !self.many {
+            return Err(de::Error::custom(
+                "one secret reference here ({ env = \"NAME\" } or { file = \"/path\" }), not a list",
+            ));
+        }
+        let mut refs = Vec::new();
+        while let Some(r) = seq.next_element::<SecretRef>()? {
+            refs.push(r);
+        }
+        Ok(SecretRefs::Many(refs))
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<SecretRefs, E> {
+        Err(E::custom(NEVER_INLINE))
+    }
+
+    fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<SecretRefs, E> {
+        Err(E::custom(NEVER_INLINE))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<SecretRefs, E> {
+        Err(E::custom(NEVER_INLINE))
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<SecretRefs, E> {
+        Err(E::custom(NEVER_INLINE))
+    }
+
+    fn visit_i128<E: de::Error>(self, _: i128) -> Result<SecretRefs, E> {
+        Err(E::custom(NEVER_INLINE))
+    }
+
+    fn visit_u128<E: de::Error>(self, _: u128) -> Result<SecretRefs, E> {
+        Err(E::custom(NEVER_INLINE))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<SecretRefs, E> {
+        Err(E::custom(NEVER_INLINE))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<SecretRefs, E> {
+        Err(E::custom(NEVER_INLINE))
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretRef {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match d.deserialize_any(RefVisitor { many: false })? {
+            SecretRefs::One(r) => Ok(r),
+            SecretRefs::Many(_) => Err(de::Error::custom("one secret reference here, not a list")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretRefs {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(RefVisitor { many: true })
     }
 }
 

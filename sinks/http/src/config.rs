@@ -119,17 +119,13 @@ impl HttpConfig {
             }
             let lower = name.to_ascii_lowercase();
             // Headers the sink writes itself: a configured one would go out as a second copy.
-            if [
-                "authorization",
-                "idempotency-key",
-                "content-type",
-                "webhook-id",
-                "webhook-timestamp",
-                "webhook-signature",
-            ]
-            .contains(&lower.as_str())
+            // `authorization` only with `auth` and the signature's only with `sign`: without
+            // them a configured header is the only copy (e.g. a custom `ApiKey` scheme).
+            let written = ["idempotency-key", "content-type"].contains(&lower.as_str())
                 || lower.starts_with("ce-")
-            {
+                || (lower == "authorization" && self.auth.is_some())
+                || (lower.starts_with("webhook-") && self.sign.is_some());
+            if written {
                 errors.push((
                     format!("headers.{name}"),
                     "set by the sink itself (auth, the delivery key, the CloudEvents binding or the signature); a second copy would be sent".to_owned(),

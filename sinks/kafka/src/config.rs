@@ -135,6 +135,15 @@ impl KafkaConfig {
                 ));
             }
         }
+        if let (Some(linger), Some(timeout)) = (self.linger, self.message_timeout) {
+            // librdkafka refuses to start a producer whose records would time out while lingering.
+            if linger.0 >= timeout.0 {
+                errors.push((
+                    "linger".to_owned(),
+                    "must be shorter than message_timeout (librdkafka refuses the producer)".to_owned(),
+                ));
+            }
+        }
         if self.brokers.trim().is_empty() {
             errors.push(("brokers".to_owned(), "must not be empty".to_owned()));
         }

@@ -149,7 +149,7 @@ impl RabbitSink {
                     FieldTable::default(),
                 )
                 .await
-                .map_err(|e| classify("cannot declare the exchange", e))?;
+                .map_err(|e| declare_failed("cannot declare the exchange", e))?;
         }
         if let (Some(spec), Some(first)) = (&self.config.declare_queue, channels.first()) {
             let channel = first.lock().unwrap_or_else(PoisonError::into_inner).clone();
@@ -161,7 +161,7 @@ impl RabbitSink {
             channel
                 .queue_declare(name.clone(), options, FieldTable::default())
                 .await
-                .map_err(|e| classify("cannot declare the queue", e))?;
+                .map_err(|e| declare_failed("cannot declare the queue", e))?;
             channel
                 .queue_bind(
                     name,
@@ -171,7 +171,7 @@ impl RabbitSink {
                     FieldTable::default(),
                 )
                 .await
-                .map_err(|e| classify("cannot bind the queue", e))?;
+                .map_err(|e| declare_failed("cannot bind the queue", e))?;
         }
         Ok(Pool { connection, channels })
     }
@@ -280,4 +280,11 @@ impl Sink for RabbitSink {
             .await;
         }
     }
+}
+
+/// A declaration refused at connect time (an existing queue or exchange with other settings, a
+/// missing permission) is the sink being down — retryable, shown in `/readyz` — not a refusal
+/// of each event: nothing about the event would change the answer.
+fn declare_failed(what: &str, e: lapin::Error) -> SinkError {
+    SinkError::unavailable(format!("{what}: {e}")).with_source(e)
 }
