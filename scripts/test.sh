@@ -80,3 +80,7 @@ ensure_kafka
 
 log "cargo test --workspace"
 cargo test --workspace "$@"
+# OTLP export is a cargo feature (off by default: compiled in, it cost ~10 CPU-µs per RabbitMQ
+# event even with no exporter, BENCHMARKS.md); its end-to-end test runs with it on.
+log "cargo test --features otlp --test otlp"
+cargo test -p hookbridge --features otlp --test otlp "$@"

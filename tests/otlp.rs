@@ -1,7 +1,10 @@
-//! OTLP export (cargo feature `otlp`, on by default): a real hookbridge process exports its
+//! OTLP export (cargo feature `otlp`; `scripts/test.sh` runs this test with it on, after the
+//! workspace's default-feature run): a real hookbridge process exports its
 //! spans to a local OTLP/HTTP receiver; the request's span is a child of the sender's
 //! `traceparent`, and the published event carries that span's ids, so the exported trace is
 //! connected end to end (#28).
+
+#![cfg(feature = "otlp")]
 
 mod common;
 
