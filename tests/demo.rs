@@ -172,10 +172,20 @@ async fn the_shipped_demo_delivers_to_every_sink() {
 
     let client = async_nats::connect(&nats).await.expect("nats");
     let js = async_nats::jetstream::new(client);
-    let consumer: async_nats::jetstream::consumer::PullConsumer = js
-        .get_stream(&stream)
-        .await
-        .expect("the stream the demo config creates")
+    // The NATS sink creates the stream at its first publish, which its spool forwarder makes
+    // on its own schedule: wait for it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let created = loop {
+        match js.get_stream(&stream).await {
+            Ok(s) => break s,
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "the stream the demo config creates: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let consumer: async_nats::jetstream::consumer::PullConsumer = created
         .create_consumer(async_nats::jetstream::consumer::pull::Config::default())
         .await
         .expect("consumer");
@@ -201,6 +211,9 @@ async fn the_shipped_demo_delivers_to_every_sink() {
     let _ = child.kill();
     let _ = child.wait();
     // Remove what this run made.
+    // Every librdkafka client of this process that knows the topic goes first: deleting it on
+    // tansu under a live consumer crashed librdkafka's metadata cache (SIGSEGV, seen in CI).
+    drop(consumer);
     readback::delete_topic(&kafka, &topic).await;
     let _ = channel
         .queue_delete(ShortString::from(queue), QueueDeleteOptions::default())

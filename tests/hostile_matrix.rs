@@ -385,7 +385,9 @@ async fn kafka() {
         )
     })
     .await;
-    readback::delete_topic(&brokers, &topic).await;
+    // The topic is left (unique to this run): deleting it on tansu while this process's
+    // librdkafka clients still cache its metadata crashed librdkafka (a SIGSEGV in
+    // rd_kafka_metadata_cache_find, seen in a CI run).
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,7 +31,8 @@ pub async fn create_topic(brokers: &str, topic: &str) {
     }
 }
 
-/// Deletes `topic` (best effort).
+/// Deletes `topic` (best effort). Only once no other librdkafka client of the process uses it:
+/// on tansu, a deletion under a live client's metadata cache crashed librdkafka.
 pub async fn delete_topic(brokers: &str, topic: &str) {
     use rdkafka::admin::{AdminClient, AdminOptions};
     let admin: Result<AdminClient<rdkafka::client::DefaultClientContext>, _> =
