@@ -495,7 +495,6 @@ fn healthcheck(url: &str) -> ExitCode {
 /// thread. Lossless: when the queue (128k lines) is full, logging waits, as a direct write did.
 fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::layer::SubscriberExt as _;
-    use tracing_subscriber::util::SubscriberInitExt as _;
     use tracing_subscriber::{EnvFilter, Layer};
     let filter = EnvFilter::try_from_env("HOOKBRIDGE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("HOOKBRIDGE_LOG_FORMAT").is_ok_and(|v| v == "json");
@@ -508,18 +507,22 @@ fn init_logging() -> tracing_appender::non_blocking::WorkerGuard {
         .with_writer(writer);
     let fmt: Box<dyn Layer<_> + Send + Sync> = if json { Box::new(fmt.json()) } else { Box::new(fmt) };
     let registry = tracing_subscriber::registry().with(filter).with(fmt);
+    // `set_global_default`, not `init()`: with tracing-subscriber's `tracing-log` feature (which
+    // the `otlp` feature turns on, through tracing-opentelemetry) `init()` also installs a
+    // `log` bridge at TRACE, so every `log::trace!` of the broker clients' dependencies built a
+    // record only for the filter to drop it: ~10 CPU-µs per RabbitMQ event (BENCHMARKS.md).
     #[cfg(feature = "otlp")]
     {
         match otlp_layer() {
             Ok(Some(layer)) => {
-                registry.with(layer).init();
+                let _ = tracing::subscriber::set_global_default(registry.with(layer));
                 return guard;
             }
             Ok(None) => {}
             Err(e) => eprintln!("hookbridge: OTLP export disabled: {e}"),
         }
     }
-    registry.init();
+    let _ = tracing::subscriber::set_global_default(registry);
     guard
 }
 
