@@ -7,6 +7,8 @@
 //! posted to it are read back from all four sinks with each broker's own client.
 
 mod common;
+#[path = "common/fic_sim.rs"]
+mod fic_sim;
 #[path = "common/readback.rs"]
 mod readback;
 
@@ -14,10 +16,8 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use figment::providers::Format;
-use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::json;
 
-const KEY: &str = include_str!("fixtures/fic-test-key.pem");
 const PUB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fic-test-pub.pem");
 const CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/docker/hookbridge.toml");
 
@@ -38,12 +38,7 @@ async fn post_fic(base: &str, id: &str) -> (u16, serde_json::Value) {
         .as_secs();
     let claims = json!({ "iss": "https://api-v2.fattureincloud.it", "aud": [public_url()],
         "sub": "company:7", "jti": id, "exp": now + 600 });
-    let token = encode(
-        &Header::new(Algorithm::ES256),
-        &claims,
-        &EncodingKey::from_ec_pem(KEY.as_bytes()).expect("key"),
-    )
-    .expect("sign");
+    let token = fic_sim::sign(claims);
     let resp = reqwest::Client::new()
         .post(format!("{base}/webhooks/fic"))
         .header("authorization", format!("Bearer {token}"))

@@ -8,10 +8,8 @@ mod fic_sim;
 
 use common::start;
 use fic_sim::{Sim, TOKEN};
-use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
-const KEY: &str = include_str!("fixtures/fic-test-key.pem");
 const PUB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fic-test-pub.pem");
 const URL: &str = "https://hooks.example.com/fic";
 
@@ -24,12 +22,7 @@ fn now() -> u64 {
 
 async fn notify(hb: &str, id: &str, ty: &str, ids: &[u64]) -> (u16, Value) {
     let claims = json!({ "iss": "https://api-v2.fattureincloud.it", "aud": [URL], "sub": "company:7", "jti": id, "exp": now() + 600 });
-    let token = encode(
-        &Header::new(Algorithm::ES256),
-        &claims,
-        &EncodingKey::from_ec_pem(KEY.as_bytes()).expect("key"),
-    )
-    .expect("sign");
+    let token = fic_sim::sign(claims);
     let resp = reqwest::Client::new()
         .post(format!("{hb}/fic"))
         .header("authorization", format!("Bearer {token}"))

@@ -265,12 +265,18 @@ fn env_provider() -> Env {
     // HOOKBRIDGE_CONFIG or HOOKBRIDGE_LOG (which configure the process), a secret the file reads
     // itself (`admin_token = { env = "HOOKBRIDGE_ADMIN_TOKEN" }`), or the variables Kubernetes
     // makes for a Service named hookbridge (`HOOKBRIDGE_SERVICE_HOST`, `HOOKBRIDGE_PORT`).
-    Env::prefixed("HOOKBRIDGE_").split("__").filter(|key| {
-        // After `split`, the key reads `server.listen`; before, `server__listen`.
-        let path = key.as_str().replace("__", ".");
-        let (top, _) = path.split_once('.').unwrap_or_default();
-        TOP_LEVEL.iter().any(|t| t.eq_ignore_ascii_case(top))
-    })
+    Env::prefixed("HOOKBRIDGE_")
+        .split("__")
+        .filter(|key| override_target(key.as_str()) == Some(true))
+}
+
+/// For the part of a variable's name after `HOOKBRIDGE_` (`SERVER__LISTEN`, or `server.listen`
+/// once figment has split it): `None` when it is not shaped like an override (no nesting),
+/// else whether its first segment is a table of the file.
+fn override_target(path: &str) -> Option<bool> {
+    let path = path.replace("__", ".");
+    let (top, _) = path.split_once('.')?;
+    Some(TOP_LEVEL.iter().any(|t| t.eq_ignore_ascii_case(top)))
 }
 
 /// Collects errors while walking the configuration.
@@ -420,8 +426,8 @@ pub fn validate(figment: Figment, origin: &str) -> Result<Config, ConfigErrors> 
         let Some(path) = var.strip_prefix("HOOKBRIDGE_") else {
             continue;
         };
-        let top_key = path.split("__").next().unwrap_or_default();
-        if path.contains("__") && !TOP_LEVEL.iter().any(|t| t.eq_ignore_ascii_case(top_key)) {
+        if override_target(path) == Some(false) {
+            let top_key = path.split("__").next().unwrap_or_default();
             c.warnings.push(ConfigError::new(
                 "environment".to_owned(),
                 var.clone(),
