@@ -51,7 +51,7 @@ pub struct App {
     /// Where rejected requests go, if configured.
     pub quarantine: Option<Arc<crate::quarantine::Quarantine>>,
     /// Fatture in Cloud enrichers by source name.
-    enrichers: HashMap<String, Arc<crate::fic::enrich::Enricher>>,
+    enrichers: HashMap<String, Arc<dyn crate::sources::Enrich>>,
     stop_forwarders: tokio::sync::watch::Sender<bool>,
     /// Forwarders of this app still running (each holds a count while it lives).
     forwarders_alive: Arc<std::sync::atomic::AtomicUsize>,
@@ -138,16 +138,7 @@ impl App {
                 None => s.spec.build(&s.name),
             })
             .collect::<Result<_, _>>()?;
-        let carried = previous.and_then(|p| p.deliverer.dedup().cloned());
-        let dedup = match (config.dedup.enabled, carried) {
-            (false, _) => None,
-            (true, Some(d)) => Some(d),
-            (true, None) => Some(match &config.dedup.path {
-                Some(path) => Dedup::open(config.dedup.window, config.dedup.max_entries, path)
-                    .map_err(BuildError::Dedup)?,
-                None => Dedup::new(config.dedup.window, config.dedup.max_entries),
-            }),
-        };
+        let dedup = open_dedup(&config, previous)?;
         let deliverer = Arc::new(
             Deliverer::new(sinks, config.router.clone(), dedup, config.server.publish_timeout)
                 .with_dead_letter(config.dead_letter),
@@ -157,25 +148,7 @@ impl App {
             .iter()
             .map(|s| (s.path.clone(), Arc::new(s.clone())))
             .collect();
-        let uses_spool = config.sources.iter().any(|s| s.delivery == Delivery::Spool);
-        let spool = if let Some(existing) = previous.and_then(|p| p.spool.clone()) {
-            Some(existing)
-        } else if uses_spool {
-            let limits = Limits {
-                max_events: config.spool.max_events,
-                max_bytes: config.spool.max_bytes,
-                max_parked: config.spool.max_parked,
-            };
-            Some(Spool::open(&config.spool.dir, limits)?)
-        } else {
-            None
-        };
-        if let Some(spool) = &spool {
-            spool.set_retention(crate::deliver::spool::Retention {
-                age: config.spool.retain,
-                max_bytes: config.spool.retain_max_bytes,
-            });
-        }
+        let spool = open_spool(&config, previous)?;
         let sync_sinks = reachable_sinks(&config.router, config.sinks.len(), &config.sources);
         let quarantine = config.quarantine.as_ref().and_then(|q| {
             let sink = deliverer.sinks().get(q.sink)?.clone();
@@ -211,12 +184,7 @@ impl App {
             enrichers: config
                 .sources
                 .iter()
-                .filter_map(|s| {
-                    Some((
-                        s.name.clone(),
-                        crate::fic::enrich::Enricher::new(s.enrichment.clone()?),
-                    ))
-                })
+                .filter_map(|s| Some((s.name.clone(), s.provider.enricher()?)))
                 .collect(),
             stop_forwarders: tokio::sync::watch::Sender::new(false),
             forwarders_alive: Arc::default(),
@@ -231,7 +199,7 @@ impl App {
     }
 
     /// The enricher of source `name`, if it has an API configuration.
-    pub fn enricher(&self, name: &str) -> Option<&Arc<crate::fic::enrich::Enricher>> {
+    pub fn enricher(&self, name: &str) -> Option<&Arc<dyn crate::sources::Enrich>> {
         self.enrichers.get(name)
     }
 
@@ -464,6 +432,47 @@ pub async fn supervise_with<F, Fut>(
             _ => return,
         }
     }
+}
+
+/// The dedup store: the previous configuration's (a reload keeps what it remembers), or a
+/// new one, persistent when `[dedup] path` is set.
+fn open_dedup(config: &Config, previous: Option<&App>) -> Result<Option<Dedup>, BuildError> {
+    let carried = previous.and_then(|p| p.deliverer.dedup().cloned());
+    Ok(match (config.dedup.enabled, carried) {
+        (false, _) => None,
+        (true, Some(d)) => Some(d),
+        (true, None) => Some(match &config.dedup.path {
+            Some(path) => {
+                Dedup::open(config.dedup.window, config.dedup.max_entries, path).map_err(BuildError::Dedup)?
+            }
+            None => Dedup::new(config.dedup.window, config.dedup.max_entries),
+        }),
+    })
+}
+
+/// The spool: the previous configuration's (it cannot move while running), or opened when a
+/// source delivers through it; its retention set from this configuration.
+fn open_spool(config: &Config, previous: Option<&App>) -> Result<Option<Arc<Spool>>, BuildError> {
+    let uses_spool = config.sources.iter().any(|s| s.delivery == Delivery::Spool);
+    let spool = if let Some(existing) = previous.and_then(|p| p.spool.clone()) {
+        Some(existing)
+    } else if uses_spool {
+        let limits = Limits {
+            max_events: config.spool.max_events,
+            max_bytes: config.spool.max_bytes,
+            max_parked: config.spool.max_parked,
+        };
+        Some(Spool::open(&config.spool.dir, limits)?)
+    } else {
+        None
+    };
+    if let Some(spool) = &spool {
+        spool.set_retention(crate::deliver::spool::Retention {
+            age: config.spool.retain,
+            max_bytes: config.spool.retain_max_bytes,
+        });
+    }
+    Ok(spool)
 }
 
 /// Sinks reachable from sync-mode sources: from any rule without a source filter or naming a

@@ -153,6 +153,26 @@ pub const HTTP_LAYER: [u16; 3] = [400, 414, 431];
 /// deletes the subscription on 410).
 pub const NEVER: [u16; 3] = [410, 411, 429];
 
+impl crate::verify::VerifyError {
+    /// The reason code of a failed verification (401, or 503 for `keys_unavailable`).
+    pub fn code(self) -> Code {
+        use crate::verify::VerifyError;
+        match self {
+            VerifyError::MissingToken => Code::MissingToken,
+            VerifyError::BadSignature => Code::BadSignature,
+            VerifyError::TokenExpired => Code::TokenExpired,
+            VerifyError::TokenNotYetValid => Code::TokenNotYetValid,
+            VerifyError::IssuerMismatch => Code::IssuerMismatch,
+            VerifyError::AudienceMismatch => Code::AudienceMismatch,
+            VerifyError::IdMismatch => Code::IdMismatch,
+            VerifyError::SubjectMismatch => Code::SubjectMismatch,
+            VerifyError::NotAllowed => Code::NotAllowed,
+            VerifyError::TimestampOutOfRange => Code::TimestampOutOfRange,
+            VerifyError::KeysUnavailable => Code::KeysUnavailable,
+        }
+    }
+}
+
 impl std::fmt::Display for Code {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

@@ -13,7 +13,6 @@ pub mod cli;
 pub mod code;
 pub mod config;
 pub mod deliver;
-pub mod fic;
 pub mod ingress;
 pub mod keys;
 pub mod metrics;
@@ -21,6 +20,8 @@ pub mod normalize;
 pub mod quarantine;
 pub mod registry;
 pub mod route;
+pub mod settings;
+pub mod sources;
 pub mod verify;
 
 pub use hookbridge_sink_core as sink;

@@ -215,7 +215,7 @@ fn fic(command: FicCommand) -> anyhow::Result<ExitCode> {
     let (api_url, token, company) =
         hookbridge::cli::fic::credentials(&config, source, api_url, token, company)
             .map_err(|e| anyhow::anyhow!(e))?;
-    let api = hookbridge::fic::api::Api::new(api_url, token, company);
+    let api = hookbridge::sources::fic::api::Api::new(api_url, token, company);
     let runtime = tokio::runtime::Runtime::new().context("runtime")?;
     match runtime.block_on(hookbridge::cli::fic::run(&config, &api, action, json)) {
         Ok(outcome) => {
@@ -597,7 +597,7 @@ async fn run(config: Config, path: Option<PathBuf>, watch: bool) -> anyhow::Resu
         tracing::warn!("{w}");
     }
     for s in &config.sources {
-        if matches!(s.verifier, hookbridge::verify::VerifierConfig::None) {
+        if s.verifier.kind() == "none" {
             tracing::warn!(source = %s.name, "source accepts unauthenticated requests (verify.kind = \"none\")");
         }
     }

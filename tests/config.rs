@@ -160,7 +160,7 @@ fn sink_types() {
 fn sources_need_a_verifier_and_valid_paths() {
     let text = BASE.replace("verify = { kind = \"none\" }\n", "")
         + "\n[sources.b]\npath = \"/events\"\nkind = \"cloudevents\"\nverify = { kind = \"none\" }\n"
-        + "\n[sources.c]\npath = \"healthz\"\nkind = \"gitlab\"\nverify = { kind = \"nope\" }\n";
+        + "\n[sources.c]\npath = \"healthz\"\nkind = \"no-such-kind\"\nverify = { kind = \"nope\" }\n";
     let (errs, file) = errors(&text);
     assert_error(
         &errs,
@@ -169,7 +169,12 @@ fn sources_need_a_verifier_and_valid_paths() {
         "missing verifier configuration",
     );
     assert_error(&errs, &file, "sources.c.path", "invalid path");
-    assert_error(&errs, &file, "sources.c.kind", "unknown source kind \"gitlab\"");
+    assert_error(
+        &errs,
+        &file,
+        "sources.c.kind",
+        "unknown source kind \"no-such-kind\"",
+    );
     // [sources.b] and [sources.ce] share /events; whichever comes second is reported.
     assert!(errs.to_string().contains("is already used by source"), "{errs}");
 }

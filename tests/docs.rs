@@ -264,3 +264,35 @@ fn every_family_has_a_help_line() {
         );
     }
 }
+
+/// The provider table ("What each provider's signature covers") names every source kind of the
+/// registry and no other, and its default dedup key is the kind's (`body digest` exactly for the
+/// kinds that key duplicates on the body).
+#[test]
+fn the_provider_table_is_the_sources_registry() {
+    let rows = table(&readme(), "| source kind | signed |");
+    let mut documented = BTreeSet::new();
+    for row in &rows {
+        let kind = ticked(&row[0])
+            .into_iter()
+            .next()
+            .expect("a `kind` in the first cell");
+        let registered = hookbridge::sources::kind(&kind)
+            .unwrap_or_else(|| panic!("the README documents {kind:?}, which is no source kind"));
+        let body = row[3].contains("body digest");
+        // `generic` may be set to the body; its default stays the id.
+        if !row[3].starts_with("id (or") {
+            assert_eq!(
+                body, registered.dedup_on_body,
+                "the default dedup key of {kind:?}: README says {:?}",
+                row[3]
+            );
+        }
+        documented.insert(kind);
+    }
+    let registry: BTreeSet<String> = hookbridge::sources::KINDS
+        .iter()
+        .map(|k| k.name.to_owned())
+        .collect();
+    assert_eq!(documented, registry, "README provider table vs sources::KINDS");
+}

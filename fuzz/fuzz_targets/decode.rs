@@ -1,9 +1,11 @@
-//! CloudEvents (binary, structured, batch) and provider body decoding on arbitrary headers and
-//! bodies: every input is answered with events or an error, never a panic. An event that decodes
-//! must also encode (structured JSON, attribute list) without panicking.
+//! Every source kind's decoding (CloudEvents binary, structured, batch; Fatture in Cloud; the
+//! provider presets; a generic mapping) on arbitrary headers and bodies: every input is answered
+//! with events or an error, never a panic. An event that decodes must also encode (structured
+//! JSON, attribute list) without panicking. The first byte picks the source of the fuzz
+//! configuration (one of every kind).
 #![no_main]
 
-use hookbridge::normalize::{cloudevents, fic, mapping};
+use hookbridge::sources::fic::decode::is_structured;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -11,23 +13,12 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (headers, body) = hookbridge_fuzz::request(rest);
-    let events = match selector % 6 {
-        0 => cloudevents::decode(&headers, &body).ok(),
-        1 => {
-            let _ = fic::is_structured(&headers, &body);
-            fic::decode(&headers, &body).ok().map(|e| vec![e])
-        }
-        2 => mapping::github("gh", &headers, &body).ok().map(|e| vec![e]),
-        3 => mapping::stripe("st", &headers, &body).ok().map(|e| vec![e]),
-        4 => mapping::standard_webhooks("sw", &headers, &body)
-            .ok()
-            .map(|e| vec![e]),
-        _ => {
-            let source = hookbridge_fuzz::source("hmac");
-            let Some(m) = &source.mapping else { return };
-            mapping::decode(m, "hmac", &headers, &body).ok().map(|e| vec![e])
-        }
-    };
+    let sources = &hookbridge_fuzz::config().sources;
+    let source = &sources[usize::from(selector) % sources.len()];
+    if source.provider.kind() == "fattureincloud" {
+        let _ = is_structured(&headers, &body);
+    }
+    let events = source.provider.decode(&source.name, &headers, &body).ok();
     for e in events.into_iter().flatten() {
         let _ = e.to_structured_json();
         let _ = e.attributes();

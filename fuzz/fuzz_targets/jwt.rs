@@ -3,8 +3,9 @@
 //! The input is the token itself, sent as `Authorization: Bearer <input>`.
 #![no_main]
 
-use hookbridge::verify::fic::{challenge, Purpose};
-use hookbridge::verify::{jwt, VerifierConfig};
+use hookbridge::sources::fic::verify::{challenge, FicVerifier, Purpose};
+use hookbridge::sources::fic::Fic;
+use hookbridge::verify::jwt;
 use hookbridge_fuzz::{source, NOW};
 use http::{HeaderMap, HeaderValue};
 use libfuzzer_sys::fuzz_target;
@@ -24,24 +25,26 @@ fuzz_target!(|data: &[u8]| {
     headers.insert(http::header::AUTHORIZATION, value);
     match selector % 4 {
         0 | 1 => {
-            let VerifierConfig::Fic(fic) = &source("fic").verifier else {
+            let config = source("fic");
+            let Some(fic) = config.provider_as::<Fic>() else {
                 return;
             };
+            let fic = &fic.verifier;
             let purpose = if selector % 4 == 0 {
                 Purpose::Notification
             } else {
                 Purpose::Challenge
             };
             if let Ok(claims) = fic.verify(&headers, NOW, purpose) {
-                let _ = hookbridge::verify::fic::FicVerifier::check_event(&claims, "id", Some("company:1"));
+                let _ = FicVerifier::check_event(&claims, "id", Some("company:1"));
             }
             let _ = challenge(&headers, Some(token));
         }
         2 => {
-            let _ = source("jwths").verifier.verify(&headers, b"", NOW);
+            let _ = source("jwths").verifier.verify_now(&headers, b"", NOW);
         }
         _ => {
-            let _ = source("jwtes").verifier.verify(&headers, b"", NOW);
+            let _ = source("jwtes").verifier.verify_now(&headers, b"", NOW);
         }
     }
 });

@@ -64,6 +64,11 @@ path = "/svix"
 kind = "standard-webhooks"
 verify = { secret = { env = "HBFUZZ_WHSEC" }, tolerance = "5m" }
 
+[sources.gitlab]
+path = "/gitlab"
+kind = "gitlab"
+verify = { secret = { env = "HBFUZZ_TOKEN" } }
+
 [sources.fic]
 path = "/fic"
 kind = "fattureincloud"

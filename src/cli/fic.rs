@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::config::{Config, SourceConfig, SourceKind};
-use crate::fic::api::{Api, ApiError};
-use crate::fic::types;
+use crate::config::Config;
+use crate::sources::fic::api::{Api, ApiError};
+use crate::sources::fic::{types, Fic};
 
 /// A subscription action.
 #[derive(Debug, Clone)]
@@ -58,16 +58,14 @@ pub struct Outcome {
     pub ok: bool,
 }
 
-fn fic_source<'a>(config: &'a Config, name: &str) -> Result<&'a SourceConfig, String> {
+fn fic_source<'a>(config: &'a Config, name: &str) -> Result<&'a Fic, String> {
     let s = config
         .sources
         .iter()
         .find(|s| s.name == name)
         .ok_or_else(|| format!("no source named {name:?}"))?;
-    if s.kind != SourceKind::FattureInCloud {
-        return Err(format!("source {name:?} is not a fattureincloud source"));
-    }
-    Ok(s)
+    s.provider_as::<Fic>()
+        .ok_or_else(|| format!("source {name:?} is not a fattureincloud source"))
 }
 
 /// The concrete FIC types the routes for `source` can match.
@@ -82,12 +80,9 @@ pub fn types_for(config: &Config, source: &str) -> Vec<String> {
     types::expand(&patterns)
 }
 
-fn settings(s: &SourceConfig) -> (String, String, String) {
-    let (method, mapping) = s
-        .subscription
-        .clone()
-        .unwrap_or_else(|| ("header".into(), "binary".into()));
-    (s.public_url.clone().unwrap_or_default(), method, mapping)
+fn settings(s: &Fic) -> (String, String, String) {
+    let (method, mapping) = s.subscription.clone();
+    (s.public_url().to_owned(), method, mapping)
 }
 
 fn table(subs: &[Value]) -> String {
@@ -144,8 +139,7 @@ pub fn credentials(
             let with_api: Vec<_> = config
                 .sources
                 .iter()
-                .filter(|s| s.kind == SourceKind::FattureInCloud)
-                .filter_map(|s| s.enrichment.as_ref())
+                .filter_map(|s| s.provider_as::<Fic>()?.enrichment.as_ref())
                 .collect();
             (with_api.len() == 1).then(|| with_api[0])
         }
@@ -158,7 +152,7 @@ pub fn credentials(
         .ok_or("no company id: set FIC_COMPANY_ID, pass --company, or set [sources.NAME.api] company_id")?;
     let url = api_url
         .or_else(|| api.map(|a| a.base_url.clone()))
-        .unwrap_or_else(|| crate::fic::api::DEFAULT_BASE_URL.to_owned());
+        .unwrap_or_else(|| crate::sources::fic::api::DEFAULT_BASE_URL.to_owned());
     Ok((url, token, company))
 }
 

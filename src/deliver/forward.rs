@@ -202,64 +202,50 @@ pub async fn run(spool: Arc<Spool>, sink: SinkHandle, settings: Settings, mut st
 
 impl Forwarder {
     /// One round: publish the next batch (or wait for one). `None` when told to stop.
-    async fn step(&mut self, stop: &mut watch::Receiver<bool>) -> Option<()> {
-        let (spool, name) = (self.spool.clone(), self.name.clone());
-        let backoff = self.settings.backoff;
-        // Register interest before looking (at the data and at `reopens`), so an append or a
-        // reopen between the look and the wait is not missed.
-        let notified = spool.new_data.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if self.unsaved || spool.reopens() != self.reopens {
+    /// Nothing for this sink at the cursor: skip past records meant for other sinks, or wait
+    /// for an append, a stop, or (with an unsaved cursor) the time to retry the save.
+    async fn idle(
+        &mut self,
+        notified: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>,
+        scanned: u64,
+        stop: &mut watch::Receiver<bool>,
+    ) {
+        if scanned > self.cursor {
+            self.cursor = scanned;
             self.save().await;
+            return;
         }
-        // Up to WINDOW publishes in flight; one at a time while a failure is being retried, so
-        // an outage is probed with one event rather than re-sending a window each time.
-        let window = if self.attempt > 0 || self.settings.strict_order {
-            1
-        } else {
-            WINDOW
-        };
-        let (batch, scanned) = match spool.next_batch_for(&name, self.cursor, window).await {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::error!(sink = %name, error = %e, "spool read failed");
-                return (!sleep_or_stop(stop, backoff.max).await).then_some(());
+        let backoff = self.settings.backoff;
+        let retry_save = async {
+            if self.unsaved {
+                tokio::time::sleep(backoff.max.min(Duration::from_secs(1))).await;
+            } else {
+                std::future::pending::<()>().await;
             }
         };
-        let Some((_, first)) = batch.first() else {
-            spool.set_head(&name, None);
-            if scanned > self.cursor {
-                // Skip records meant for other sinks.
-                self.cursor = scanned;
-                self.save().await;
-                return Some(());
-            }
-            let retry_save = async {
-                if self.unsaved {
-                    tokio::time::sleep(backoff.max.min(Duration::from_secs(1))).await;
-                } else {
-                    std::future::pending::<()>().await;
-                }
-            };
-            tokio::select! {
-                () = &mut notified => {}
-                () = retry_save => {}
-                _ = stop.changed() => {}
-            }
-            return Some(());
-        };
-        if self.attempt == 0 {
-            spool.set_head(&name, first.received());
+        tokio::select! {
+            () = notified => {}
+            () = retry_save => {}
+            _ = stop.changed() => {}
         }
-        let events: Vec<Event> = batch.iter().map(|(_, r)| r.event()).collect();
-        let timeout = self.settings.publish_timeout;
-        let results = join_all(events.iter().map(|e| publish(&self.sink, e, timeout))).await;
-        // Results in spool order: progress stops at the first failure that will be retried
-        // (events after it that did get through are sent again later: at-least-once).
+    }
+
+    /// A batch's results, in spool order: `(the last sequence passed, the delay before the
+    /// failure that will be retried)`. Progress stops at that failure (events after it that did
+    /// get through are sent again later: at-least-once); dead ones are dead-lettered and passed.
+    /// `None`: stopped while dead-lettering.
+    async fn settle(
+        &mut self,
+        batch: &[(u64, Record)],
+        events: &[Event],
+        results: Vec<Result<(), SinkError>>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Option<(Option<u64>, Option<Duration>)> {
+        let (spool, name) = (self.spool.clone(), self.name.clone());
+        let (timeout, backoff) = (self.settings.publish_timeout, self.settings.backoff);
         let mut passed = None;
         let mut retry = None;
-        for (((seq, record), event), result) in batch.iter().zip(&events).zip(results) {
+        for (((seq, record), event), result) in batch.iter().zip(events).zip(results) {
             let seq = *seq;
             if let Err(e) = result {
                 match self.judge(seq, event, &e).await {
@@ -291,6 +277,46 @@ impl Forwarder {
             self.probes = 0;
             passed = Some(seq);
         }
+        Some((passed, retry))
+    }
+
+    async fn step(&mut self, stop: &mut watch::Receiver<bool>) -> Option<()> {
+        let (spool, name) = (self.spool.clone(), self.name.clone());
+        let backoff = self.settings.backoff;
+        // Register interest before looking (at the data and at `reopens`), so an append or a
+        // reopen between the look and the wait is not missed.
+        let notified = spool.new_data.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if self.unsaved || spool.reopens() != self.reopens {
+            self.save().await;
+        }
+        // Up to WINDOW publishes in flight; one at a time while a failure is being retried, so
+        // an outage is probed with one event rather than re-sending a window each time.
+        let window = if self.attempt > 0 || self.settings.strict_order {
+            1
+        } else {
+            WINDOW
+        };
+        let (batch, scanned) = match spool.next_batch_for(&name, self.cursor, window).await {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::error!(sink = %name, error = %e, "spool read failed");
+                return (!sleep_or_stop(stop, backoff.max).await).then_some(());
+            }
+        };
+        let Some((_, first)) = batch.first() else {
+            spool.set_head(&name, None);
+            self.idle(notified, scanned, stop).await;
+            return Some(());
+        };
+        if self.attempt == 0 {
+            spool.set_head(&name, first.received());
+        }
+        let events: Vec<Event> = batch.iter().map(|(_, r)| r.event()).collect();
+        let timeout = self.settings.publish_timeout;
+        let results = join_all(events.iter().map(|e| publish(&self.sink, e, timeout))).await;
+        let (passed, retry) = self.settle(&batch, &events, results, stop).await?;
         if let Some(seq) = passed {
             self.cursor = seq;
             self.save().await;

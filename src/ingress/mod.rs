@@ -7,7 +7,6 @@
 
 pub mod admin;
 mod body;
-mod challenge;
 pub mod handler;
 mod health;
 #[cfg(feature = "otlp")]

@@ -1,6 +1,6 @@
-//! Requests from providers that do not send CloudEvents → one event, by a per-source mapping or a
-//! provider preset (GitHub, Stripe, Standard Webhooks). `data` is the body, byte for byte, with the
-//! request's `Content-Type` as `datacontenttype`.
+//! Requests from providers that do not send CloudEvents → one event, by a per-source mapping;
+//! the same pieces ([`Request`], [`finish`]) make the provider presets in `crate::sources`.
+//! `data` is the body, byte for byte, with the request's `Content-Type` as `datacontenttype`.
 
 use bytes::Bytes;
 use hookbridge_sink_core::Event;
@@ -98,14 +98,20 @@ impl Mapping {
     }
 }
 
-/// The request being mapped.
-struct Request<'a> {
+/// The request being mapped: what provider presets read their attributes from.
+pub struct Request<'a> {
     headers: &'a HeaderMap,
     json: Option<Value>,
 }
 
-impl Request<'_> {
-    fn header(&self, name: &str) -> Option<String> {
+impl<'a> Request<'a> {
+    /// A request with its headers and, if the mapping reads it, its body as JSON.
+    pub fn new(headers: &'a HeaderMap, json: Option<Value>) -> Self {
+        Request { headers, json }
+    }
+
+    /// The single non-empty value of a header (two values are ambiguous: none).
+    pub fn header(&self, name: &str) -> Option<String> {
         let mut values = self.headers.get_all(name).iter();
         let v = values.next()?;
         if values.next().is_some() {
@@ -114,7 +120,8 @@ impl Request<'_> {
         v.to_str().ok().map(str::to_owned).filter(|s| !s.is_empty())
     }
 
-    fn pointer(&self, p: &str) -> Option<String> {
+    /// The text at a JSON pointer: strings (non-empty), numbers and booleans.
+    pub fn pointer(&self, p: &str) -> Option<String> {
         match self.json.as_ref()?.pointer(p)? {
             Value::String(s) if !s.is_empty() => Some(s.clone()),
             Value::Number(n) => Some(n.to_string()),
@@ -143,13 +150,14 @@ impl Request<'_> {
     }
 }
 
-fn parse_json(body: &[u8]) -> Result<Value, NormalizeError> {
+/// The body as JSON (`malformed` if it is not).
+pub fn parse_json(body: &[u8]) -> Result<Value, NormalizeError> {
     serde_json::from_slice(body)
         .map_err(|e| NormalizeError::malformed(Some("data"), format!("the body is not JSON: {e}")))
 }
 
 /// A time attribute: RFC 3339 as is, unix seconds converted.
-fn time_value(text: String) -> Result<String, NormalizeError> {
+pub fn time_value(text: String) -> Result<String, NormalizeError> {
     use time::format_description::well_known::Rfc3339;
     if let Ok(secs) = text.parse::<i64>() {
         return time::OffsetDateTime::from_unix_timestamp(secs)
@@ -169,7 +177,8 @@ fn time_value(text: String) -> Result<String, NormalizeError> {
         })
 }
 
-fn finish(mut event: Event, headers: &HeaderMap, body: &Bytes) -> Result<Event, NormalizeError> {
+/// Completes an event: the body as `data`, its `Content-Type` as `datacontenttype`.
+pub fn finish(mut event: Event, headers: &HeaderMap, body: &Bytes) -> Result<Event, NormalizeError> {
     event.datacontenttype = headers
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -212,89 +221,10 @@ pub fn decode(
     finish(event, headers, body)
 }
 
-/// GitHub: id `X-GitHub-Delivery`, type `com.github.<X-GitHub-Event>[.<action>]`, subject the
-/// repository's full name when present.
-pub fn github(source_name: &str, headers: &HeaderMap, body: &Bytes) -> Result<Event, NormalizeError> {
-    let is_json = headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(hookbridge_sink_core::is_json_content_type);
-    let json = if is_json { Some(parse_json(body)?) } else { None };
-    let req = Request { headers, json };
-    let id = req
-        .header("x-github-delivery")
-        .ok_or_else(|| NormalizeError::missing("id"))?;
-    let name = req
-        .header("x-github-event")
-        .ok_or_else(|| NormalizeError::missing("type"))?;
-    let ty = match req.pointer("/action") {
-        Some(action) => format!("com.github.{name}.{action}"),
-        None => format!("com.github.{name}"),
-    };
-    let mut event = Event::new(id, format!("hookbridge://{source_name}"), ty);
-    event.subject = req.pointer("/repository/full_name");
-    finish(event, headers, body)
-}
-
-/// Stripe: id and type from the body (`com.stripe.<type>`), time from `created`.
-pub fn stripe(source_name: &str, headers: &HeaderMap, body: &Bytes) -> Result<Event, NormalizeError> {
-    let req = Request {
-        headers,
-        json: Some(parse_json(body)?),
-    };
-    let id = req.pointer("/id").ok_or_else(|| NormalizeError::missing("id"))?;
-    let ty = req
-        .pointer("/type")
-        .ok_or_else(|| NormalizeError::missing("type"))?;
-    let mut event = Event::new(
-        id,
-        format!("hookbridge://{source_name}"),
-        format!("com.stripe.{ty}"),
-    );
-    event.time = req.pointer("/created").map(time_value).transpose()?;
-    event.subject = req.pointer("/account");
-    finish(event, headers, body)
-}
-
-/// Standard Webhooks: id `webhook-id` (or `svix-id`), type the body's `type`, time the signed
-/// timestamp.
-pub fn standard_webhooks(
-    source_name: &str,
-    headers: &HeaderMap,
-    body: &Bytes,
-) -> Result<Event, NormalizeError> {
-    let req = Request {
-        headers,
-        json: Some(parse_json(body)?),
-    };
-    let id = req
-        .header("webhook-id")
-        .or_else(|| req.header("svix-id"))
-        .ok_or_else(|| NormalizeError::missing("id"))?;
-    let ty = req
-        .pointer("/type")
-        .ok_or_else(|| NormalizeError::missing("type"))?;
-    let mut event = Event::new(id, format!("hookbridge://{source_name}"), ty);
-    event.time = req
-        .header("webhook-timestamp")
-        .or_else(|| req.header("svix-timestamp"))
-        .map(time_value)
-        .transpose()?;
-    finish(event, headers, body)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.insert(*k, HeaderValue::from_static(v));
-        }
-        h
-    }
+    use crate::normalize::test_headers as headers;
 
     #[test]
     fn generic_mapping() {
@@ -340,51 +270,5 @@ mod tests {
         assert!(parse_template("a{b}").is_err());
         assert!(parse_template("a{header:").is_err());
         assert_eq!(parse_template("x").expect("t"), vec![Part::Literal("x".into())]);
-    }
-
-    #[test]
-    fn presets() {
-        let h = headers(&[
-            ("x-github-delivery", "d-1"),
-            ("x-github-event", "issues"),
-            ("content-type", "application/json"),
-        ]);
-        let e = github(
-            "gh",
-            &h,
-            &Bytes::from_static(br#"{"action":"opened","repository":{"full_name":"o/r"}}"#),
-        )
-        .expect("gh");
-        assert_eq!(
-            (e.id.as_str(), e.ty.as_str()),
-            ("d-1", "com.github.issues.opened")
-        );
-        assert_eq!(e.subject.as_deref(), Some("o/r"));
-        let e = github("gh", &h, &Bytes::from_static(b"{}")).expect("gh");
-        assert_eq!(e.ty, "com.github.issues");
-
-        let e = stripe(
-            "st",
-            &headers(&[]),
-            &Bytes::from_static(br#"{"id":"evt_1","type":"invoice.paid","created":1700000000}"#),
-        )
-        .expect("stripe");
-        assert_eq!(
-            (e.id.as_str(), e.ty.as_str()),
-            ("evt_1", "com.stripe.invoice.paid")
-        );
-        assert_eq!(e.time.as_deref(), Some("2023-11-14T22:13:20Z"));
-        assert_eq!(
-            stripe("st", &headers(&[]), &Bytes::from_static(b"{}"))
-                .expect_err("id")
-                .field
-                .as_deref(),
-            Some("id")
-        );
-
-        let h = headers(&[("webhook-id", "msg_1"), ("webhook-timestamp", "1700000000")]);
-        let e = standard_webhooks("sw", &h, &Bytes::from_static(br#"{"type":"user.created"}"#)).expect("sw");
-        assert_eq!((e.id.as_str(), e.ty.as_str()), ("msg_1", "user.created"));
-        assert_eq!(e.time.as_deref(), Some("2023-11-14T22:13:20Z"));
     }
 }

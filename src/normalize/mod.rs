@@ -4,7 +4,6 @@
 //! (unparseable, invalid values) or `missing_attribute` with the attribute's name.
 
 pub mod cloudevents;
-pub mod fic;
 pub mod mapping;
 
 use hookbridge_sink_core::{Event, ExtensionValue};
@@ -64,6 +63,16 @@ pub fn stamp(event: &mut Event, ctx: &Context<'_>) {
     ext.insert("hbsource".into(), ExtensionValue::from(ctx.source_name));
     ext.insert("hbreceived".into(), ExtensionValue::from(ctx.received));
     ext.insert("hbverifier".into(), ExtensionValue::from(ctx.verifier));
+}
+
+/// Request headers from static pairs (unit tests of decoders).
+#[cfg(test)]
+pub(crate) fn test_headers(pairs: &[(&'static str, &'static str)]) -> http::HeaderMap {
+    let mut h = http::HeaderMap::new();
+    for (k, v) in pairs {
+        h.insert(*k, http::HeaderValue::from_static(v));
+    }
+    h
 }
 
 /// Now, as RFC 3339 UTC with microseconds.

@@ -3,8 +3,6 @@
 //! against the caller's `now`. Pure: the key set comes in (a JWKS is fetched elsewhere, see
 //! `crate::keys`).
 
-use std::sync::Arc;
-
 use http::HeaderMap;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
@@ -166,47 +164,6 @@ fn check_claims(spec: &JwtSpec, claims: &Map<String, Value>, now: u64) -> Result
     Ok(())
 }
 
-/// Checks the claim ↔ attribute bindings against a parsed event.
-pub fn check_bindings(
-    spec: &JwtSpec,
-    claims: &Map<String, Value>,
-    attribute: impl Fn(&str) -> Option<String>,
-) -> Result<(), VerifyError> {
-    for (claim, attr) in &spec.bindings {
-        let c = claims.get(claim).and_then(|v| match v {
-            Value::String(s) => Some(s.clone()),
-            Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        });
-        if c.is_none() || c != attribute(attr) {
-            return Err(match attr.as_str() {
-                "id" => VerifyError::IdMismatch,
-                "subject" => VerifyError::SubjectMismatch,
-                _ => VerifyError::NotAllowed,
-            });
-        }
-    }
-    Ok(())
-}
-
-/// Where a `jwt` verifier's keys come from.
-#[derive(Clone)]
-pub enum KeySource {
-    /// Fixed keys (PEM, JWK, inline JWKS).
-    Static(Arc<KeySet>),
-    /// A JWKS URL, fetched and cached by `crate::keys::JwksProvider`.
-    Jwks(Arc<crate::keys::JwksProvider>),
-}
-
-impl std::fmt::Debug for KeySource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            KeySource::Static(k) => write!(f, "Static({} keys)", k.keys.len()),
-            KeySource::Jwks(p) => write!(f, "Jwks({})", p.url()),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,6 +196,19 @@ mod tests {
         let mut h = Header::new(Algorithm::HS256);
         h.kid = kid.map(str::to_owned);
         encode(&h, &claims, &EncodingKey::from_secret(b"s3cret").expect("key")).expect("sign")
+    }
+
+    /// The bindings of `spec` checked as the pipeline does, through [`super::super::Verified`].
+    fn check_bindings(
+        spec: &JwtSpec,
+        claims: &Map<String, Value>,
+        attribute: impl Fn(&str) -> Option<String>,
+    ) -> Result<(), VerifyError> {
+        super::super::Verified {
+            claims: claims.clone(),
+            bindings: spec.bindings.clone(),
+        }
+        .bind(attribute)
     }
 
     #[test]

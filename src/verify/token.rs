@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::VerifyError;
-use crate::config::secret::Secret;
+use hookbridge_sink_core::settings::Secret;
 
 /// Checks `header` against `tokens`. For `authorization` the value must be `Bearer <token>`
 /// (scheme case-insensitive); any other header carries the bare token. Two values of the header

@@ -4,9 +4,9 @@ use http::HeaderValue;
 use jsonwebtoken::{encode, EncodingKey, Header};
 use serde_json::json;
 
-const KEY: &str = include_str!("../../../tests/fixtures/fic-test-key.pem");
-const PUB: &str = include_str!("../../../tests/fixtures/fic-test-pub.pem");
-const OTHER_KEY: &str = include_str!("../../../tests/fixtures/other-test-key.pem");
+const KEY: &str = include_str!("../../../../tests/fixtures/fic-test-key.pem");
+const PUB: &str = include_str!("../../../../tests/fixtures/fic-test-pub.pem");
+const OTHER_KEY: &str = include_str!("../../../../tests/fixtures/other-test-key.pem");
 const URL: &str = "https://hooks.example.com/webhooks/fic";
 const NOW: u64 = 1_700_000_000;
 

@@ -15,7 +15,7 @@ use serde_json::Value;
 #[cfg(test)]
 use serde_json::Map;
 
-use super::{jwt, VerifyError};
+use crate::verify::{jwt, Verified, VerifyError};
 
 /// The issuer FIC puts in `iss`.
 pub const FIC_ISSUER: &str = "https://api-v2.fattureincloud.it";
@@ -120,7 +120,7 @@ impl FicVerifier {
             }],
         };
         let claims = jwt::verify(&spec, token, &keys, now)?;
-        let text = |name: &str| claims.get(name).and_then(claim_text);
+        let text = |name: &str| claims.get(name).and_then(crate::verify::claim_text);
         let out = FicClaims {
             sub: text("sub"),
             jti: text("jti"),
@@ -137,23 +137,31 @@ impl FicVerifier {
         Ok(out)
     }
 
-    /// Checks the token ↔ event bindings: `jti == id`, `sub == subject`.
+    /// Checks the token ↔ event bindings: `jti == id`, `sub == subject` (as the pipeline does,
+    /// through [`Verified::bind`]).
     pub fn check_event(claims: &FicClaims, id: &str, subject: Option<&str>) -> Result<(), VerifyError> {
-        if claims.jti.as_deref() != Some(id) {
-            return Err(VerifyError::IdMismatch);
-        }
-        if claims.sub.as_deref() != subject {
-            return Err(VerifyError::SubjectMismatch);
-        }
-        Ok(())
+        Verified::from(claims).bind(|a| match a {
+            "id" => Some(id.to_owned()),
+            "subject" => subject.map(str::to_owned),
+            _ => None,
+        })
     }
 }
 
-fn claim_text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
+impl From<&FicClaims> for Verified {
+    /// The claims of a notification's token, bound to the event: `jti` to its id, `sub` to
+    /// its subject.
+    fn from(c: &FicClaims) -> Verified {
+        let mut claims = serde_json::Map::new();
+        for (name, value) in [("jti", &c.jti), ("sub", &c.sub)] {
+            if let Some(v) = value {
+                claims.insert(name.to_owned(), Value::String(v.clone()));
+            }
+        }
+        Verified {
+            claims,
+            bindings: vec![("jti".into(), "id".into()), ("sub".into(), "subject".into())],
+        }
     }
 }
 

@@ -11,8 +11,8 @@ use hookbridge_sink_core::Event;
 use http::HeaderMap;
 use serde_json::{Map, Value};
 
-use super::cloudevents::{self, BindingMode};
-use super::NormalizeError;
+use crate::normalize::cloudevents::{self, BindingMode};
+use crate::normalize::NormalizeError;
 
 /// Whether a FIC request is in structured mode.
 pub fn is_structured(headers: &HeaderMap, body: &[u8]) -> bool {

@@ -18,6 +18,7 @@ use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 
 use super::types::PREFIX;
+use crate::sources::Outcome;
 
 /// Checked enrichment settings of a source.
 #[derive(Debug, Clone)]
@@ -40,21 +41,6 @@ pub struct EnrichConfig {
     pub max_concurrency: usize,
     /// Longest enrichment of one event.
     pub timeout: Duration,
-}
-
-/// What enrichment did to an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// Not applicable (a `.delete`, no ids, unknown family).
-    NotApplicable,
-    /// Every resource added.
-    Enriched,
-    /// Some resources could not be fetched (`hbenrich = "partial"`).
-    Partial,
-    /// FIC unavailable or quota spent: published without resources (`hbenrich = "skipped"`).
-    Skipped,
-    /// FIC unavailable and the source asks for a retry: answer 503.
-    Retry,
 }
 
 /// The API path of the resource named by `id` in an event of type `ty` for company `cid`.
@@ -326,6 +312,13 @@ impl Enricher {
                 .insert("hbenrich".into(), ExtensionValue::from("complete"));
             Outcome::Enriched
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::sources::Enrich for Enricher {
+    async fn enrich(&self, event: &mut Event) -> Outcome {
+        Enricher::enrich(self, event).await
     }
 }
 
