@@ -10,6 +10,7 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 use crate::config::Config;
+use crate::deliver::spool::replay::{check_filter, discard_answer, replay_answer};
 use crate::deliver::spool::{Limits, ReplayFilter, Spool, SpoolError};
 
 /// A time given on the command line: RFC 3339, or a duration meaning that long ago (`2h`).
@@ -50,7 +51,7 @@ pub async fn run(config: &Config, filter: &ReplayFilter) -> Result<Value, String
 
 /// Runs `action`; returns the answer (the admin endpoint's JSON shape either way).
 pub async fn run_action(config: &Config, filter: &ReplayFilter, action: Action) -> Result<Value, String> {
-    crate::ingress::admin::check_filter(config, filter).map_err(|(field, m)| format!("--{field}: {m}"))?;
+    check_filter(config, filter).map_err(|(field, m)| format!("--{field}: {m}"))?;
     if !config
         .sources
         .iter()
@@ -106,11 +107,11 @@ pub async fn run_action(config: &Config, filter: &ReplayFilter, action: Action) 
     Ok(match action {
         Action::Replay => {
             let items = spool.replay(filter).await.map_err(|e| e.to_string())?;
-            crate::ingress::admin::replay_answer(&items, filter.dry_run)
+            replay_answer(&items, filter.dry_run)
         }
         Action::Discard => {
             let items = spool.discard(filter).await.map_err(|e| e.to_string())?;
-            crate::ingress::admin::discard_answer(&items, filter.dry_run)
+            discard_answer(&items, filter.dry_run)
         }
     })
 }
