@@ -21,6 +21,8 @@ pub mod normalize;
 pub mod quarantine;
 pub mod registry;
 pub mod route;
+pub mod serve;
+pub mod telemetry;
 pub mod verify;
 
 pub use hookbridge_sink_core as sink;
