@@ -20,8 +20,10 @@ pub mod normalize;
 pub mod quarantine;
 pub mod registry;
 pub mod route;
+pub mod serve;
 pub mod settings;
 pub mod sources;
+pub mod telemetry;
 pub mod verify;
 
 pub use hookbridge_sink_core as sink;

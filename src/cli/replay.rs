@@ -1,15 +1,18 @@
 //! `hookbridge replay`: re-publish retained spool events (or parked dead letters) selected by
-//! time window, source, type and sink. Goes through the running server's admin endpoint
+//! time window, source, type and sink; `hookbridge discard`: delete parked ones. Goes through the running server's admin endpoint
 //! (`server.admin_listen`, with `server.admin_token`); when no server answers there, opens the spool directly (it is locked
 //! while a server runs, so the two never write it at once). Either way the events are appended
 //! to the spool again and the forwarders deliver them.
 
+use std::process::ExitCode;
 use std::time::Duration;
 
 use serde_json::Value;
 use time::OffsetDateTime;
 
+use super::args::Selection;
 use crate::config::Config;
+use crate::deliver::spool::replay::{check_filter, discard_answer, replay_answer};
 use crate::deliver::spool::{Limits, ReplayFilter, Spool, SpoolError};
 
 /// A time given on the command line: RFC 3339, or a duration meaning that long ago (`2h`).
@@ -50,7 +53,7 @@ pub async fn run(config: &Config, filter: &ReplayFilter) -> Result<Value, String
 
 /// Runs `action`; returns the answer (the admin endpoint's JSON shape either way).
 pub async fn run_action(config: &Config, filter: &ReplayFilter, action: Action) -> Result<Value, String> {
-    crate::ingress::admin::check_filter(config, filter).map_err(|(field, m)| format!("--{field}: {m}"))?;
+    check_filter(config, filter).map_err(|(field, m)| format!("--{field}: {m}"))?;
     if !config
         .sources
         .iter()
@@ -106,13 +109,76 @@ pub async fn run_action(config: &Config, filter: &ReplayFilter, action: Action) 
     Ok(match action {
         Action::Replay => {
             let items = spool.replay(filter).await.map_err(|e| e.to_string())?;
-            crate::ingress::admin::replay_answer(&items, filter.dry_run)
+            replay_answer(&items, filter.dry_run)
         }
         Action::Discard => {
             let items = spool.discard(filter).await.map_err(|e| e.to_string())?;
-            crate::ingress::admin::discard_answer(&items, filter.dry_run)
+            discard_answer(&items, filter.dry_run)
         }
     })
+}
+
+/// `hookbridge replay`: `--since` is required unless `--parked` (exit 2 without it).
+pub fn replay_command(select: Selection, parked: bool, to: Option<String>) -> ExitCode {
+    if select.since.is_none() && !parked {
+        eprintln!("hookbridge replay: --since is required (unless --parked)");
+        return ExitCode::from(2);
+    }
+    command(select, parked, false, to, Action::Replay)
+}
+
+/// `hookbridge discard`: parked dead letters only.
+pub fn discard_command(select: Selection, all: bool) -> ExitCode {
+    command(select, true, all, None, Action::Discard)
+}
+
+/// `replay` or `discard`: runs it and prints the answer (exit 2 for a time that does not parse).
+fn command(select: Selection, parked: bool, all: bool, to: Option<String>, action: Action) -> ExitCode {
+    let name = match action {
+        Action::Replay => "replay",
+        Action::Discard => "discard",
+    };
+    let now = OffsetDateTime::now_utc();
+    let parse = |t: Option<String>| t.map(|t| parse_time(&t, now)).transpose();
+    let (since, until) = match (parse(select.since), parse(select.until)) {
+        (Ok(since), Ok(until)) => (since, until),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("hookbridge {name}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let filter = ReplayFilter {
+        since,
+        until,
+        source: select.source,
+        ty: select.ty,
+        sink: select.sink,
+        parked,
+        to,
+        dry_run: select.dry_run,
+        all,
+    };
+    let (path, json) = (select.config, select.json);
+    let run = || -> anyhow::Result<()> {
+        let config = crate::config::load(Some(&path)).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let runtime = tokio::runtime::Runtime::new()?;
+        let answer = runtime
+            .block_on(run_action(&config, &filter, action))
+            .map_err(|e| anyhow::anyhow!(e))?;
+        if json {
+            println!("{answer}");
+        } else {
+            print!("{}", describe(&answer));
+        }
+        Ok(())
+    };
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hookbridge {name}: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// The answer as text for people.

@@ -21,10 +21,8 @@ use super::body::read_capped;
 use super::reply::{self, ErrorReply};
 use crate::app::App;
 use crate::code::Code;
-use crate::deliver::spool::{ReplayFilter, Replayed, Spool};
-
-/// Most replayed events listed one by one in the answer (all are counted).
-const LISTED: usize = 1000;
+use crate::deliver::spool::replay::{check_filter, discard_answer, replay_answer};
+use crate::deliver::spool::{ReplayFilter, Spool};
 
 /// Handles `/admin/*`.
 pub async fn handle<S, B>(
@@ -80,19 +78,7 @@ where
     };
     match path {
         "/admin/spool" => reply::json_response(StatusCode::OK, &super::health::spool_state(spool)),
-        "/admin/parked" => match spool.list_parked().await {
-            Ok(list) => {
-                let items: Vec<_> = list
-                    .iter()
-                    .map(|(seq, sink, p)| {
-                        json!({ "seq": seq, "sink": sink, "id": p.record.id(), "type": p.record.ty(),
-                                "reason": p.reason, "attempts": p.attempts, "error": p.error })
-                    })
-                    .collect();
-                reply::json_response(StatusCode::OK, &json!({ "parked": items }))
-            }
-            Err(e) => spool_error(app, &e.to_string()),
-        },
+        "/admin/parked" => parked(app, spool).await,
         _ => {
             let bytes = match read_capped(headers, body, 64 << 10).await {
                 Ok(b) => b,
@@ -108,6 +94,23 @@ where
                 replay(app, spool, &filter).await
             }
         }
+    }
+}
+
+/// `GET /admin/parked`: the parked dead letters with their reasons.
+async fn parked(app: &App, spool: &Spool) -> Response {
+    match spool.list_parked().await {
+        Ok(list) => {
+            let items: Vec<_> = list
+                .iter()
+                .map(|(seq, sink, p)| {
+                    json!({ "seq": seq, "sink": sink, "id": p.record.id(), "type": p.record.ty(),
+                            "reason": p.reason, "attempts": p.attempts, "error": p.error })
+                })
+                .collect();
+            reply::json_response(StatusCode::OK, &json!({ "parked": items }))
+        }
+        Err(e) => spool_error(app, &e.to_string()),
     }
 }
 
@@ -167,29 +170,6 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
 }
 
-/// The answer to a replay, from the admin endpoint or the CLI on the spool: counts and the first
-/// [`LISTED`] events.
-pub fn replay_answer(items: &[Replayed], dry_run: bool) -> serde_json::Value {
-    json!({
-        "matched": items.len(),
-        "replayed": if dry_run { 0 } else { items.len() },
-        "dry_run": dry_run,
-        "events": items.iter().take(LISTED).collect::<Vec<_>>(),
-        "truncated": items.len() > LISTED,
-    })
-}
-
-/// The answer to a discard: counts and the first [`LISTED`] events.
-pub fn discard_answer(items: &[Replayed], dry_run: bool) -> serde_json::Value {
-    json!({
-        "matched": items.len(),
-        "discarded": if dry_run { 0 } else { items.len() },
-        "dry_run": dry_run,
-        "events": items.iter().take(LISTED).collect::<Vec<_>>(),
-        "truncated": items.len() > LISTED,
-    })
-}
-
 async fn discard(app: &App, spool: &Spool, filter: &ReplayFilter) -> Response {
     // A parked event's sink may have been removed from the configuration: any name goes.
     let parked = ReplayFilter {
@@ -215,38 +195,6 @@ async fn discard(app: &App, spool: &Spool, filter: &ReplayFilter) -> Response {
         }
         Err(e) => spool_error(app, &e.to_string()),
     }
-}
-
-/// Checks a replay filter against the configuration: the error names the field.
-pub fn check_filter(
-    config: &crate::config::Config,
-    filter: &ReplayFilter,
-) -> Result<(), (&'static str, String)> {
-    if let Some(t) = &filter.ty {
-        crate::route::Pattern::compile(t).map_err(|e| ("type", e))?;
-    }
-    // With --parked, `sink` may name a sink that was removed (its events parked `sink_removed`).
-    if let Some(sink) = filter.sink.as_ref().filter(|_| !filter.parked) {
-        if !config.sinks.iter().any(|s| &s.name == sink) {
-            return Err(("sink", format!("no sink named {sink:?}")));
-        }
-    }
-    if let Some(to) = &filter.to {
-        if !config.sinks.iter().any(|s| &s.name == to) {
-            return Err(("to", format!("no sink named {to:?}")));
-        }
-    }
-    if let Some(source) = &filter.source {
-        if !config.sources.iter().any(|s| &s.name == source) {
-            return Err(("source", format!("no source named {source:?}")));
-        }
-    }
-    if let (Some(a), Some(b)) = (filter.since, filter.until) {
-        if a >= b {
-            return Err(("until", "must be after since".into()));
-        }
-    }
-    Ok(())
 }
 
 async fn replay(app: &App, spool: &Spool, filter: &ReplayFilter) -> Response {

@@ -1,4 +1,4 @@
-//! What the spool stores: records, parked dead letters, and replay's selection and answer.
+//! What the spool stores: records and parked dead letters; and the listing of a replayed one.
 
 use std::collections::BTreeMap;
 
@@ -115,51 +115,6 @@ pub struct Parked {
     pub error: String,
     /// The event (its `targets` name the sink it failed on).
     pub record: Record,
-}
-
-/// What `replay` selects.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReplayFilter {
-    /// Received at or after (RFC 3339).
-    #[serde(default, with = "time::serde::rfc3339::option")]
-    pub since: Option<time::OffsetDateTime>,
-    /// Received before (RFC 3339).
-    #[serde(default, with = "time::serde::rfc3339::option")]
-    pub until: Option<time::OffsetDateTime>,
-    /// Only events from this hookbridge source.
-    #[serde(default)]
-    pub source: Option<String>,
-    /// Only types matching this pattern (`*` one segment, `**` any).
-    #[serde(default, rename = "type")]
-    pub ty: Option<String>,
-    /// Only to this sink (default: every sink the event went to).
-    #[serde(default)]
-    pub sink: Option<String>,
-    /// Replay the parked dead letters (to the sink each failed on) instead of delivered events.
-    #[serde(default)]
-    pub parked: bool,
-    /// Re-queue to this sink instead (e.g. for events parked for a sink that was removed or
-    /// renamed).
-    #[serde(default)]
-    pub to: Option<String>,
-    /// List what would be replayed; publish nothing.
-    #[serde(default)]
-    pub dry_run: bool,
-    /// For a discard: every parked event (a discard without a selector or this is refused).
-    #[serde(default)]
-    pub all: bool,
-}
-
-impl ReplayFilter {
-    /// Whether it selects by anything (time window, source, type or sink).
-    pub fn selects_something(&self) -> bool {
-        self.since.is_some()
-            || self.until.is_some()
-            || self.source.is_some()
-            || self.ty.is_some()
-            || self.sink.is_some()
-    }
 }
 
 /// One event `replay` selected.

@@ -1,19 +1,33 @@
-//! The spool's redb file, reopened after an I/O error.
+//! The spool's redb file and what writes it: opening the file and counting its tables (`open`),
+//! appends through the writer thread (`append`), cursors and the pruning of retained records
+//! (`advance`), and parked dead letters (`parked`).
 //!
-//! redb refuses every write after one has failed (`PreviousIo`) until the database is reopened.
+//! The file is reopened after an I/O error: redb refuses every write after one has failed
+//! (`PreviousIo`) until the database is reopened.
 //! Every transaction runs under a read lock on the open database; a reopen takes the write lock,
 //! so it waits for transactions in progress and none starts on a database being replaced.
 //! Callers update their in-memory counts inside the closure they pass, under the same read lock,
 //! so a reopen (which recounts everything from the tables) never falls between a commit and the
 //! count it changes.
 
+mod advance;
+mod append;
+mod open;
+mod parked;
+
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use redb::Database;
+use tokio::sync::Notify;
 
-use super::SpoolError;
+pub(super) use append::Append;
+pub(super) use parked::parked_entries;
+
+use super::stats::{lock, Counts, Shared};
+use super::{io, Spool, SpoolError};
 
 /// redb's page cache for the spool.
 const SPOOL_CACHE_BYTES: usize = 4 << 20;
@@ -150,4 +164,96 @@ impl Store {
             }
         }
     }
+}
+
+impl Spool {
+    /// Why the spool cannot be written now (`None`: it can).
+    pub fn fault(&self) -> Option<String> {
+        self.store.fault()
+    }
+
+    /// Reopens the spool if a write failed (at most every [`RETRY_EVERY`]); returns the
+    /// fault that remains. `/readyz` calls it, so a spool recovers with no traffic too.
+    pub async fn recover_if_faulty(&self) -> Option<String> {
+        self.store.fault()?;
+        let r = self.recovery();
+        let _ = tokio::task::spawn_blocking(move || r.run()).await;
+        self.store.fault()
+    }
+
+    fn recovery(&self) -> Recovery {
+        Recovery {
+            store: self.store.clone(),
+            next_seq: self.next_seq.clone(),
+            counts: self.counts.clone(),
+            reopens: self.reopens.clone(),
+            new_data: self.new_data.clone(),
+        }
+    }
+
+    /// Runs `f` (a write transaction, then the count updates it makes) on the blocking pool with
+    /// the counts; a failure marks the store faulty.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database, &Mutex<Counts>) -> Result<T, SpoolError> + Send + 'static,
+    ) -> Result<T, SpoolError> {
+        let store = self.store.clone();
+        let counts = self.counts.clone();
+        let recovery = self.recovery();
+        blocking(move || {
+            if store.fault().is_some() {
+                recovery.run();
+            }
+            let result = store.write(|db| f(db, &counts));
+            if result.is_err() {
+                // A forwarder's failed write starts the recovery too (throttled), so progress is
+                // saved again once space returns even with no new events arriving.
+                recovery.run();
+            }
+            result
+        })
+        .await
+    }
+
+    /// Runs `f` with the database on the blocking pool.
+    pub(super) async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, SpoolError> + Send + 'static,
+    ) -> Result<T, SpoolError> {
+        let store = self.store.clone();
+        blocking(move || store.with(f)).await
+    }
+}
+
+/// What reopening a faulty store touches.
+struct Recovery {
+    store: Arc<Store>,
+    next_seq: Arc<AtomicU64>,
+    counts: Shared,
+    reopens: Arc<AtomicU64>,
+    new_data: Arc<Notify>,
+}
+
+impl Recovery {
+    /// Reopens the store if it is faulty; on success the counts and the high-water mark are
+    /// reloaded, and forwarders are woken to store their cursors again.
+    fn run(&self) {
+        let at_least = self.next_seq.load(Ordering::SeqCst);
+        let reopened = self.store.reopen(|db| {
+            let loaded = open::prepare(db, at_least)?;
+            self.next_seq.fetch_max(loaded.next_seq, Ordering::SeqCst);
+            lock(&self.counts).apply(loaded);
+            Ok(())
+        });
+        if reopened.is_some() {
+            self.reopens.fetch_add(1, Ordering::SeqCst);
+            self.new_data.notify_waiters();
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, SpoolError> + Send + 'static,
+) -> Result<T, SpoolError> {
+    tokio::task::spawn_blocking(f).await.map_err(io)?
 }
