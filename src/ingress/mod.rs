@@ -11,6 +11,7 @@ pub mod handler;
 mod health;
 #[cfg(feature = "otlp")]
 pub mod otel;
+mod pipeline;
 pub mod reply;
 
 use std::future::Future;
@@ -140,17 +141,7 @@ pub async fn serve_live(live: Arc<Live>, listeners: Listeners, shutdown: impl Fu
     ));
     let graceful = GracefulShutdown::new();
     let header_read_timeout = live.get().config.server.header_read_timeout;
-    let drain = async {
-        shutdown.await;
-        tracing::info!("shutdown requested: refusing new events, draining in-flight requests");
-        let app = live.get();
-        app.begin_shutdown();
-        let timeout = app.config.server.shutdown_timeout;
-        if !app.drain(timeout).await {
-            tracing::warn!(?timeout, "in-flight requests did not finish in time");
-        }
-    };
-    let mut drain = std::pin::pin!(drain);
+    let mut drain = std::pin::pin!(drain_on(&live, shutdown));
     loop {
         // Every listener keeps accepting while draining: new webhook requests get a clear 503
         // `shutting_down` instead of a refused connection, and probes still see /readyz.
@@ -190,6 +181,25 @@ pub async fn serve_live(live: Arc<Live>, listeners: Listeners, shutdown: impl Fu
     drop(listener);
     drop(admin);
     drop(probe);
+    stop(&live, graceful).await;
+}
+
+/// Waits for `shutdown`, then refuses new events (503 `shutting_down`) and waits for the
+/// in-flight requests, at most `shutdown_timeout`.
+async fn drain_on(live: &Live, shutdown: impl Future<Output = ()>) {
+    shutdown.await;
+    tracing::info!("shutdown requested: refusing new events, draining in-flight requests");
+    let app = live.get();
+    app.begin_shutdown();
+    let timeout = app.config.server.shutdown_timeout;
+    if !app.drain(timeout).await {
+        tracing::warn!(?timeout, "in-flight requests did not finish in time");
+    }
+}
+
+/// After the listeners closed: idle keep-alive connections get a moment, then the forwarders
+/// and sinks stop and the dedup store is flushed.
+async fn stop(live: &Live, graceful: GracefulShutdown) {
     // In-flight requests are done (or timed out); give idle keep-alive connections a moment.
     if tokio::time::timeout(Duration::from_secs(2), graceful.shutdown())
         .await

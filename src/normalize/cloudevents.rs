@@ -263,6 +263,37 @@ pub fn decode_batch(body: &[u8]) -> Result<Vec<Event>, NormalizeError> {
         .collect()
 }
 
+/// `data` (JSON, or text by its content type) or `data_base64`, not both.
+fn take_data(
+    object: &mut BTreeMap<String, &RawValue>,
+    datacontenttype: Option<&str>,
+) -> Result<Option<Bytes>, NormalizeError> {
+    let data = object.remove("data");
+    let data_base64 = object.remove("data_base64");
+    Ok(match (data, data_base64) {
+        (Some(_), Some(_)) => {
+            return Err(NormalizeError::malformed(
+                Some("data"),
+                "both data and data_base64 are present",
+            ))
+        }
+        (Some(raw), None) if raw.get() == "null" => None,
+        (Some(raw), None) => Some(data_bytes(raw, datacontenttype)),
+        (None, Some(raw)) => {
+            let text: String = serde_json::from_str(raw.get()).map_err(|_| {
+                NormalizeError::malformed(Some("data_base64"), "data_base64 must be a string")
+            })?;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(text.trim())
+                .map_err(|e| {
+                    NormalizeError::malformed(Some("data_base64"), format!("invalid base64: {e}"))
+                })?;
+            Some(Bytes::from(bytes))
+        }
+        (None, None) => None,
+    })
+}
+
 fn from_object(mut object: BTreeMap<String, &RawValue>) -> Result<Event, NormalizeError> {
     let mut strings = |name: &str| -> Result<Option<String>, NormalizeError> {
         match object.remove(name) {
@@ -294,30 +325,7 @@ fn from_object(mut object: BTreeMap<String, &RawValue>) -> Result<Event, Normali
     event.time = time;
     event.datacontenttype = datacontenttype;
     event.dataschema = dataschema;
-    let data = object.remove("data");
-    let data_base64 = object.remove("data_base64");
-    event.data = match (data, data_base64) {
-        (Some(_), Some(_)) => {
-            return Err(NormalizeError::malformed(
-                Some("data"),
-                "both data and data_base64 are present",
-            ))
-        }
-        (Some(raw), None) if raw.get() == "null" => None,
-        (Some(raw), None) => Some(data_bytes(raw, event.datacontenttype.as_deref())),
-        (None, Some(raw)) => {
-            let text: String = serde_json::from_str(raw.get()).map_err(|_| {
-                NormalizeError::malformed(Some("data_base64"), "data_base64 must be a string")
-            })?;
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(text.trim())
-                .map_err(|e| {
-                    NormalizeError::malformed(Some("data_base64"), format!("invalid base64: {e}"))
-                })?;
-            Some(Bytes::from(bytes))
-        }
-        (None, None) => None,
-    };
+    event.data = take_data(&mut object, event.datacontenttype.as_deref())?;
     for (name, raw) in object {
         if !valid_attr_name(&name) {
             return Err(NormalizeError::malformed(

@@ -1,5 +1,8 @@
 //! The configuration file as written (serde, `deny_unknown_fields` everywhere). `validate()` in
-//! the parent module turns these into the checked [`super::Config`].
+//! `crate::config` turns these into the checked `Config`.
+//!
+//! Over 400 lines on purpose: every key of the file format, as written and documented, in one
+//! place (a test loads `config.toml.example` against it).
 
 use serde::de::IgnoredAny;
 use serde::Deserialize;
