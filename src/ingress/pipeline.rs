@@ -201,6 +201,12 @@ impl Request<'_> {
                 .bind(|a| e.attribute(a))
                 .map_err(|v| ErrorReply::new(v.code()))?;
         }
+        // Only now are the id and type the ones the credential vouches for (where it binds them).
+        if let Some(first) = events.first() {
+            let span = tracing::Span::current();
+            span.record("event_id", tracing::field::debug(&first.id));
+            span.record("event_type", tracing::field::debug(&first.ty));
+        }
         self.stamp(&mut events, &body);
         self.enrich(&mut events).await?;
         let (app, source) = (self.app, self.source);
@@ -226,11 +232,6 @@ impl Request<'_> {
                 r.field = e.field;
                 r
             })?;
-        if let Some(first) = events.first() {
-            let span = tracing::Span::current();
-            span.record("event_id", tracing::field::debug(&first.id));
-            span.record("event_type", tracing::field::debug(&first.ty));
-        }
         Ok(events)
     }
 

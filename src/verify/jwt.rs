@@ -206,7 +206,11 @@ mod tests {
     ) -> Result<(), VerifyError> {
         super::super::Verified {
             claims: claims.clone(),
-            bindings: spec.bindings.clone(),
+            bindings: spec
+                .bindings
+                .iter()
+                .map(|(c, a)| super::super::Binding::required(c, a))
+                .collect(),
         }
         .bind(attribute)
     }

@@ -33,19 +33,51 @@ pub const SECRET_HEADERS: &[&str] = &[
 pub struct Verified {
     /// The credential's claims (empty for credentials that carry none).
     pub claims: Map<String, Value>,
-    /// `(claim, CloudEvents attribute)` pairs that must be equal.
-    pub bindings: Vec<(String, String)>,
+    /// The claim ↔ attribute equalities.
+    pub bindings: Vec<Binding>,
+}
+
+/// A claim that must equal an event attribute.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// The claim.
+    pub claim: String,
+    /// The CloudEvents attribute.
+    pub attribute: String,
+    /// Whether the claim must have a value: a required binding fails without one; an optional
+    /// one compares the two as they are, so a claim without a value matches an event without
+    /// the attribute (FIC's `sub` against an event without `subject`).
+    pub required: bool,
+}
+
+impl Binding {
+    /// `claim` must be present and equal `attribute`.
+    pub fn required(claim: &str, attribute: &str) -> Binding {
+        Binding {
+            claim: claim.to_owned(),
+            attribute: attribute.to_owned(),
+            required: true,
+        }
+    }
+
+    /// `claim` and `attribute` must be equal, both absent included.
+    pub fn optional(claim: &str, attribute: &str) -> Binding {
+        Binding {
+            required: false,
+            ..Binding::required(claim, attribute)
+        }
+    }
 }
 
 impl Verified {
-    /// Checks the bindings against one decoded event (`attribute` reads it). A missing or
-    /// different claim is `id_mismatch` for `id`, `subject_mismatch` for `subject`, and
-    /// `not_allowed` for any other attribute.
+    /// Checks the bindings against one decoded event (`attribute` reads it). A failed one is
+    /// `id_mismatch` for `id`, `subject_mismatch` for `subject`, and `not_allowed` for any
+    /// other attribute.
     pub fn bind(&self, attribute: impl Fn(&str) -> Option<String>) -> Result<(), VerifyError> {
-        for (claim, attr) in &self.bindings {
-            let c = self.claims.get(claim).and_then(claim_text);
-            if c.is_none() || c != attribute(attr) {
-                return Err(match attr.as_str() {
+        for b in &self.bindings {
+            let claim = self.claims.get(&b.claim).and_then(claim_text);
+            if (b.required && claim.is_none()) || claim != attribute(&b.attribute) {
+                return Err(match b.attribute.as_str() {
                     "id" => VerifyError::IdMismatch,
                     "subject" => VerifyError::SubjectMismatch,
                     _ => VerifyError::NotAllowed,

@@ -15,7 +15,7 @@ use serde_json::Value;
 #[cfg(test)]
 use serde_json::Map;
 
-use crate::verify::{jwt, Verified, VerifyError};
+use crate::verify::{jwt, Binding, Verified, VerifyError};
 
 /// The issuer FIC puts in `iss`.
 pub const FIC_ISSUER: &str = "https://api-v2.fattureincloud.it";
@@ -149,8 +149,9 @@ impl FicVerifier {
 }
 
 impl From<&FicClaims> for Verified {
-    /// The claims of a notification's token, bound to the event: `jti` to its id, `sub` to
-    /// its subject.
+    /// The claims of a notification's token, bound to the event: `jti` to its id (required),
+    /// `sub` to its subject (as they are: a `sub` without text matches an event without a
+    /// subject, as FIC's check always did).
     fn from(c: &FicClaims) -> Verified {
         let mut claims = serde_json::Map::new();
         for (name, value) in [("jti", &c.jti), ("sub", &c.sub)] {
@@ -160,7 +161,10 @@ impl From<&FicClaims> for Verified {
         }
         Verified {
             claims,
-            bindings: vec![("jti".into(), "id".into()), ("sub".into(), "subject".into())],
+            bindings: vec![
+                Binding::required("jti", "id"),
+                Binding::optional("sub", "subject"),
+            ],
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::settings::raw::{CloudEventsVerifyRaw, KeyRef};
 use crate::settings::secret::SECRET_HINT;
 use crate::settings::Checker;
 use crate::verify::jwt::{self as primitive, JwtSpec, Key, KeySet};
-use crate::verify::{Verified, VerifyError};
+use crate::verify::{Binding, Verified, VerifyError};
 
 /// Where a `jwt` verifier's keys come from.
 #[derive(Clone)]
@@ -55,7 +55,12 @@ impl JwtVerifier {
         let claims = primitive::verify(&self.spec, token, set, now)?;
         Ok(Verified {
             claims,
-            bindings: self.spec.bindings.clone(),
+            bindings: self
+                .spec
+                .bindings
+                .iter()
+                .map(|(c, a)| Binding::required(c, a))
+                .collect(),
         })
     }
 }
