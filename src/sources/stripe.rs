@@ -8,7 +8,7 @@ use bytes::Bytes;
 use hookbridge_sink_core::Event;
 use http::HeaderMap;
 
-use super::verifiers::{hmac::preset, newest, Draft, Verify};
+use super::verifiers::{hmac::preset, newest, signed_now, Draft, Verify};
 use super::{Checked, Example, Kind, KindCheck, Provider};
 use crate::normalize::mapping::{finish, parse_json, time_value, Request};
 use crate::normalize::NormalizeError;
@@ -37,10 +37,6 @@ pub struct StripeVerifier {
     pub secrets: Vec<Vec<u8>>,
     /// Allowed clock difference, seconds.
     pub tolerance: i64,
-}
-
-fn signed_now(now: u64) -> i64 {
-    i64::try_from(now).unwrap_or(i64::MAX)
 }
 
 impl Verify for StripeVerifier {

@@ -210,7 +210,8 @@ mod tests {
                 .bindings
                 .iter()
                 .map(|(c, a)| super::super::Binding::required(c, a))
-                .collect(),
+                .collect::<Vec<_>>()
+                .into(),
         }
         .bind(attribute)
     }

@@ -10,6 +10,8 @@ pub mod hmac;
 pub mod jwt;
 pub mod token;
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
 /// Headers never copied anywhere (events, quarantine): credentials and signatures.
@@ -33,8 +35,8 @@ pub const SECRET_HEADERS: &[&str] = &[
 pub struct Verified {
     /// The credential's claims (empty for credentials that carry none).
     pub claims: Map<String, Value>,
-    /// The claim ↔ attribute equalities.
-    pub bindings: Vec<Binding>,
+    /// The claim ↔ attribute equalities (the verifier's, shared: built once, not per request).
+    pub bindings: Arc<[Binding]>,
 }
 
 /// A claim that must equal an event attribute.
@@ -74,7 +76,7 @@ impl Verified {
     /// `id_mismatch` for `id`, `subject_mismatch` for `subject`, and `not_allowed` for any
     /// other attribute.
     pub fn bind(&self, attribute: impl Fn(&str) -> Option<String>) -> Result<(), VerifyError> {
-        for b in &self.bindings {
+        for b in self.bindings.iter() {
             let claim = self.claims.get(&b.claim).and_then(claim_text);
             if (b.required && claim.is_none()) || claim != attribute(&b.attribute) {
                 return Err(match b.attribute.as_str() {

@@ -148,6 +148,14 @@ impl FicVerifier {
     }
 }
 
+/// A notification token's bindings, shared by every request.
+static BINDINGS: std::sync::LazyLock<std::sync::Arc<[Binding]>> = std::sync::LazyLock::new(|| {
+    std::sync::Arc::from([
+        Binding::required("jti", "id"),
+        Binding::optional("sub", "subject"),
+    ])
+});
+
 impl From<&FicClaims> for Verified {
     /// The claims of a notification's token, bound to the event: `jti` to its id (required),
     /// `sub` to its subject (as they are: a `sub` without text matches an event without a
@@ -161,10 +169,7 @@ impl From<&FicClaims> for Verified {
         }
         Verified {
             claims,
-            bindings: vec![
-                Binding::required("jti", "id"),
-                Binding::optional("sub", "subject"),
-            ],
+            bindings: BINDINGS.clone(),
         }
     }
 }

@@ -8,7 +8,7 @@ use base64::Engine as _;
 use hmac::Mac;
 use http::HeaderMap;
 
-use super::{newest, BasicVerifier, Draft, Verify};
+use super::{newest, signed_now, BasicVerifier, Draft, Verify};
 use crate::settings::raw::{CloudEventsVerifyRaw, ProviderVerifyRaw};
 use crate::settings::secret::SECRET_HINT;
 use crate::settings::Checker;
@@ -71,14 +71,12 @@ impl Verify for HmacVerifier {
     }
 
     fn precheck(&self, headers: &HeaderMap, now: u64) -> Result<(), VerifyError> {
-        let now = i64::try_from(now).unwrap_or(i64::MAX);
-        self.spec.signature(headers, now).map(|_| ())
+        self.spec.signature(headers, signed_now(now)).map(|_| ())
     }
 
     fn verify_now(&self, headers: &HeaderMap, body: &[u8], now: u64) -> Result<Verified, VerifyError> {
-        let now = i64::try_from(now).unwrap_or(i64::MAX);
         self.spec
-            .verify(headers, body, now, &self.secrets)
+            .verify(headers, body, signed_now(now), &self.secrets)
             .map(|()| Verified::default())
     }
 

@@ -40,6 +40,8 @@ pub struct JwtVerifier {
     pub spec: Arc<JwtSpec>,
     /// Where the keys come from.
     pub keys: KeySource,
+    /// `spec.bindings`, as every verified request carries them.
+    pub bindings: Arc<[Binding]>,
 }
 
 impl std::fmt::Debug for JwtVerifier {
@@ -55,12 +57,7 @@ impl JwtVerifier {
         let claims = primitive::verify(&self.spec, token, set, now)?;
         Ok(Verified {
             claims,
-            bindings: self
-                .spec
-                .bindings
-                .iter()
-                .map(|(c, a)| Binding::required(c, a))
-                .collect(),
+            bindings: self.bindings.clone(),
         })
     }
 }
@@ -319,9 +316,15 @@ pub fn check(c: &mut Checker<'_>, key: &str, raw: CloudEventsVerifyRaw) -> Optio
             );
         }
     }
+    let bindings = spec
+        .bindings
+        .iter()
+        .map(|(c, a)| Binding::required(c, a))
+        .collect::<Vec<_>>();
     Some(Arc::new(JwtVerifier {
         spec: Arc::new(spec),
         keys,
+        bindings: bindings.into(),
     }))
 }
 

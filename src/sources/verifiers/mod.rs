@@ -160,6 +160,11 @@ impl Verify for BasicVerifier {
     }
 }
 
+/// `now` as the signed unix seconds the HMAC schemes compare timestamps in.
+pub fn signed_now(now: u64) -> i64 {
+    i64::try_from(now).unwrap_or(i64::MAX)
+}
+
 /// The newest of a list of secrets (last listed): what a sender signs with after a rotation.
 pub fn newest<'a>(list: &'a [Vec<u8>], what: &str) -> Result<&'a [u8], String> {
     list.last()
