@@ -2,23 +2,16 @@
 //! must not (found by the adversarial review, seen failing on 6e325d6).
 
 mod common;
+#[path = "common/fic_sim.rs"]
+mod fic_sim;
 
 use common::start;
-use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
-const KEY: &str = include_str!("fixtures/fic-test-key.pem");
 const PUB_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fic-test-pub.pem");
 const PUBLIC_URL: &str = "https://hooks.example.com/webhooks/fic";
 const EVENT_ID: &str = "198:f059b211-24f4-44ab-9859-b1613a9a0712";
 const TYPE: &str = "it.fattureincloud.webhooks.entities.clients.create";
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs()
-}
 
 /// Before the refactor, FIC's `check_event` compared `sub` (as text) with the event's subject
 /// as two `Option`s: a token whose `sub` has no text (here `null`: present, so the `required`
@@ -49,16 +42,11 @@ sinks = ["file"]
         path.display()
     );
     let hb = start(&config, vec![]).await;
-    let t = now();
-    let token = encode(
-        &Header::new(Algorithm::ES256),
-        &json!({
-            "iss": "https://api-v2.fattureincloud.it", "aud": [PUBLIC_URL],
-            "sub": null, "jti": EVENT_ID, "iat": t, "exp": t + 3600,
-        }),
-        &EncodingKey::from_ec_pem(KEY.as_bytes()).expect("key"),
-    )
-    .expect("sign");
+    let t = fic_sim::now();
+    let token = fic_sim::sign(json!({
+        "iss": "https://api-v2.fattureincloud.it", "aud": [PUBLIC_URL],
+        "sub": null, "jti": EVENT_ID, "iat": t, "exp": t + 3600,
+    }));
     let resp = reqwest::Client::new()
         .post(hb.url("/webhooks/fic"))
         .header("authorization", format!("Bearer {token}"))
