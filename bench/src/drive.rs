@@ -1,7 +1,13 @@
 //! The load driver: closed loop (each worker sends its next request when the last one is
-//! answered) or open loop (a dispatcher releases request `i` at `start + i / rate`, whatever
+//! answered) or open loop (a schedule releases request `i` at `start + i / rate`, whatever
 //! the answers; a worker picks it up when free and its latency counts from the intended time, so
 //! a stall shows as latency instead of silently lowering the offered load).
+//!
+//! The open-loop schedule runs on an OS thread of its own, optionally pinned to another core
+//! (`--schedule-core`), and releases every request that is due each time it wakes. #30: on the
+//! workers' current-thread runtime it shared their core and the runtime's 1 ms timer, which
+//! made the in-process direct clients (`publish`) look slower than hookbridge at the same rate;
+//! its CPU is reported apart (`schedule_cpu_seconds`) and not counted in `generator_cpu_seconds`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -31,6 +37,9 @@ pub struct RunArgs {
     /// stopping (for baselines that ignore ids; hookbridge would answer the repeats `duplicate`).
     #[arg(long)]
     pub wrap: bool,
+    /// Open loop: pin the schedule's thread to this core (default: not pinned).
+    #[arg(long)]
+    pub schedule_core: Option<usize>,
 }
 
 /// One request's result.
@@ -109,22 +118,15 @@ pub async fn run(workers: Vec<Box<dyn Worker>>, args: &RunArgs) -> (Value, Vec<u
             (h, tally)
         }));
     }
-    let mut offered = 0usize;
-    if let (Some(rate), Some((tx, _))) = (open_loop, queue) {
-        let interval = Duration::from_secs_f64(1.0 / rate);
-        for i in 0..pool {
-            let at = started + interval.mul_f64(i as f64);
-            if at >= end {
-                break;
-            }
-            tokio::time::sleep_until(at.into()).await;
-            if tx.send((i, at)).await.is_err() {
-                break;
-            }
-            offered += 1;
+    let (offered, schedule_cpu) = match (open_loop, queue) {
+        (Some(rate), Some((tx, _))) => {
+            let core = args.schedule_core;
+            let (done_tx, done) = tokio::sync::oneshot::channel();
+            std::thread::spawn(move || done_tx.send(schedule(&tx, started, end, rate, pool, core)));
+            done.await.unwrap_or((0, 0.0))
         }
-        drop(tx);
-    }
+        _ => (0, 0.0),
+    };
     let mut h = histogram();
     let mut all = Tally::default();
     for t in tasks {
@@ -155,14 +157,53 @@ pub async fn run(workers: Vec<Box<dyn Worker>>, args: &RunArgs) -> (Value, Vec<u
         "p999_us": pct(0.999),
         "max_us": h.max(),
         "pool_exhausted": open_loop.is_none() && !wrap && sent as usize >= pool,
-        "generator_cpu_seconds": cpu_seconds() - cpu_before,
+        "generator_cpu_seconds": cpu_seconds() - cpu_before - schedule_cpu,
+        "schedule_cpu_seconds": schedule_cpu,
     });
     (summary, all.ok)
 }
 
+/// The open-loop schedule: releases request `i` at `started + i / rate` until `end` or `pool`,
+/// sleeping until the next one is due and then sending every request due by then. Returns how
+/// many it offered and its own thread's CPU seconds.
+fn schedule(
+    tx: &mpsc::Sender<(usize, Instant)>,
+    started: Instant,
+    end: Instant,
+    rate: f64,
+    pool: usize,
+    core: Option<usize>,
+) -> (usize, f64) {
+    if let Some(id) = core {
+        core_affinity::set_for_current(core_affinity::CoreId { id });
+    }
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let due = |i: usize| started + interval.mul_f64(i as f64);
+    let mut i = 0;
+    'run: while i < pool && due(i) < end {
+        let now = Instant::now();
+        if due(i) > now {
+            std::thread::sleep(due(i) - now);
+        }
+        let now = Instant::now();
+        while i < pool && due(i) <= now && due(i) < end {
+            if tx.blocking_send((i, due(i))).is_err() {
+                break 'run;
+            }
+            i += 1;
+        }
+    }
+    (i, stat_cpu_seconds("/proc/thread-self/stat"))
+}
+
 /// This process's user + system CPU seconds.
 pub fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+    stat_cpu_seconds("/proc/self/stat")
+}
+
+/// User + system CPU seconds from a `/proc/…/stat` file (a process's or a thread's).
+fn stat_cpu_seconds(path: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(path) else {
         return 0.0;
     };
     // Fields after the command name (which may hold spaces) start after the last ')'.
