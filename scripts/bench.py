@@ -31,6 +31,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import bench_curves
+
 ROOT = Path(__file__).resolve().parent.parent
 LOAD = ROOT / "target/release/hookbridge-load"
 HB = ROOT / "target/release/hookbridge"
@@ -414,7 +416,7 @@ def outage(mode, stamp, sc):
         gen(["setup", "--broker", broker, "--url", url, "--target", target, "--remove"])
 
 
-SCENARIOS = ("http", "verify", "nats", "rabbitmq", "kafka", "outage")
+SCENARIOS = ("http", "verify", "nats", "rabbitmq", "kafka", "outage", "curves")
 
 
 def run(mode, only=None):
@@ -432,6 +434,8 @@ def run(mode, only=None):
         brokers(mode, stamp, sc, only=want)
         if "outage" in want:
             outage(mode, stamp, sc)
+        if "curves" in want:
+            bench_curves.run(mode, stamp, sc)
     finally:
         restore(saved)
     out = ROOT / "bench/results"
@@ -624,6 +628,8 @@ def report():
             f"VmRSS every 5 s (MiB): {trace}.",
             "",
         ]
+    if "curves" in sc:
+        lines += bench_curves.report(sc)
     notes = ROOT / "bench/NOTES.md"
     if notes.exists():
         lines += [notes.read_text().strip(), ""]

@@ -56,6 +56,10 @@ enum Command {
         /// Prefix of the generated event ids (unique per run).
         #[arg(long, default_value = "bench")]
         id_prefix: String,
+        /// Pad the JSON body to this many bytes (`{"pad":"xxxx…"}`); one body shared by every
+        /// pre-built request. Default: the source kind's example body.
+        #[arg(long)]
+        body_size: Option<usize>,
     },
     /// Serve a bare 204 on `--listen` until killed.
     HttpBaseline {
@@ -154,7 +158,8 @@ fn main() -> anyhow::Result<()> {
                 run,
                 ids_out,
                 id_prefix,
-            } => workers::load(&config, &source, url, key, &run, ids_out, &id_prefix).await,
+                body_size,
+            } => workers::load(&config, &source, url, key, &run, ids_out, &id_prefix, body_size).await,
             Command::HttpBaseline { listen } => {
                 let route = warp::any().map(|| warp::http::StatusCode::NO_CONTENT);
                 let listener = tokio::net::TcpListener::bind(listen).await?;

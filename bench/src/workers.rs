@@ -25,17 +25,19 @@ fn prepare(
     key: Option<PathBuf>,
     n: usize,
     id_prefix: &str,
+    data: Option<&Bytes>,
 ) -> anyhow::Result<(Vec<Prepared>, hookbridge::config::Config)> {
     let config = hookbridge::config::load(Some(config)).map_err(|e| anyhow::anyhow!("{e}"))?;
     let key_pem = key.map(std::fs::read).transpose()?;
     let mut out = Vec::with_capacity(n);
+    let mut opts = hookbridge::cli::send::Options {
+        url,
+        key_pem,
+        data: data.map(|d| d.to_vec()),
+        ..Default::default()
+    };
     for i in 0..n {
-        let opts = hookbridge::cli::send::Options {
-            url: url.clone(),
-            key_pem: key_pem.clone(),
-            id: Some(format!("{id_prefix}-{i}")),
-            ..Default::default()
-        };
+        opts.id = Some(format!("{id_prefix}-{i}"));
         let r = hookbridge::cli::send::build(&config, source, &opts).map_err(|e| anyhow::anyhow!(e))?;
         let mut headers = http::HeaderMap::new();
         for (k, v) in &r.headers {
@@ -48,7 +50,11 @@ fn prepare(
             id: format!("{id_prefix}-{i}"),
             uri: r.url.parse()?,
             headers,
-            body: Bytes::from(r.body),
+            // A given body is kept once, shared by every request (a pool of 1 MiB bodies would not fit).
+            body: match data {
+                Some(d) if *d == r.body => d.clone(),
+                _ => Bytes::from(r.body),
+            },
         });
     }
     Ok((out, config))
@@ -61,12 +67,14 @@ fn prepare(
 struct HttpWorker {
     addr: String,
     wire: Arc<Vec<Bytes>>,
+    /// Sent after each of `wire` (the shared `--body-size` body, which `wire` then lacks).
+    tail: Bytes,
     conn: Option<tokio::net::TcpStream>,
     buf: Vec<u8>,
 }
 
-/// Serializes `p` as an HTTP/1.1 request for `authority`.
-fn serialize(p: &Prepared, authority: &str) -> Bytes {
+/// Serializes `p` as an HTTP/1.1 request for `authority` (without the body if not `with_body`).
+fn serialize(p: &Prepared, authority: &str, with_body: bool) -> Bytes {
     let path = p.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let mut out = Vec::with_capacity(256 + p.body.len());
     out.extend_from_slice(format!("POST {path} HTTP/1.1\r\nhost: {authority}\r\n").as_bytes());
@@ -80,7 +88,9 @@ fn serialize(p: &Prepared, authority: &str) -> Bytes {
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(format!("content-length: {}\r\n\r\n", p.body.len()).as_bytes());
-    out.extend_from_slice(&p.body);
+    if with_body {
+        out.extend_from_slice(&p.body);
+    }
     Bytes::from(out)
 }
 
@@ -115,7 +125,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<(u16, usize, usize, bool)>, ()> {
 }
 
 impl HttpWorker {
-    async fn exchange(&mut self, request: &[u8]) -> std::io::Result<(u16, bool)> {
+    async fn exchange(&mut self, request: &[u8], tail: &[u8]) -> std::io::Result<(u16, bool)> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         if self.conn.is_none() {
             let stream = tokio::net::TcpStream::connect(&self.addr).await?;
@@ -127,6 +137,9 @@ impl HttpWorker {
             return Err(std::io::ErrorKind::NotConnected.into());
         };
         conn.write_all(request).await?;
+        if !tail.is_empty() {
+            conn.write_all(tail).await?;
+        }
         loop {
             match parse_head(&self.buf) {
                 Err(()) => return Err(std::io::ErrorKind::InvalidData.into()),
@@ -149,11 +162,11 @@ impl HttpWorker {
 #[async_trait]
 impl Worker for HttpWorker {
     async fn call(&mut self, i: usize) -> Outcome {
-        let wire = self.wire.clone();
+        let (wire, tail) = (self.wire.clone(), self.tail.clone());
         let Some(request) = wire.get(i) else {
             return Outcome::Error;
         };
-        match self.exchange(request).await {
+        match self.exchange(request, &tail).await {
             Ok((status, close)) => {
                 if close {
                     self.conn = None;
@@ -173,6 +186,7 @@ impl Worker for HttpWorker {
 }
 
 /// `load`.
+#[allow(clippy::too_many_arguments)]
 pub async fn load(
     config: &std::path::Path,
     source: &str,
@@ -181,9 +195,11 @@ pub async fn load(
     run: &RunArgs,
     ids_out: Option<PathBuf>,
     id_prefix: &str,
+    body_size: Option<usize>,
 ) -> anyhow::Result<Value> {
     let prepared_at = Instant::now();
-    let (requests, _) = prepare(config, source, url, key, run.pool, id_prefix)?;
+    let data = body_size.map(padded).transpose()?;
+    let (requests, _) = prepare(config, source, url, key, run.pool, id_prefix, data.as_ref())?;
     let prepare_seconds = prepared_at.elapsed().as_secs_f64();
     let first = requests.first().ok_or_else(|| anyhow::anyhow!("empty pool"))?;
     let authority = first
@@ -191,13 +207,22 @@ pub async fn load(
         .authority()
         .ok_or_else(|| anyhow::anyhow!("the URL has no host"))?
         .to_string();
-    let wire: Arc<Vec<Bytes>> = Arc::new(requests.iter().map(|p| serialize(p, &authority)).collect());
+    // With a shared body, each pre-built request is its head only and the body follows it.
+    let shared = data.filter(|d| requests.iter().all(|p| p.body.as_ptr() == d.as_ptr()));
+    let wire: Arc<Vec<Bytes>> = Arc::new(
+        requests
+            .iter()
+            .map(|p| serialize(p, &authority, shared.is_none()))
+            .collect(),
+    );
+    let tail = shared.unwrap_or_default();
     let ids: Vec<String> = requests.into_iter().map(|p| p.id).collect();
     let workers: Vec<Box<dyn Worker>> = (0..run.connections.max(1))
         .map(|_| {
             Box::new(HttpWorker {
                 addr: authority.clone(),
                 wire: wire.clone(),
+                tail: tail.clone(),
                 conn: None,
                 buf: Vec::with_capacity(8192),
             }) as Box<dyn Worker>
@@ -218,6 +243,13 @@ pub async fn load(
     Ok(summary)
 }
 
+/// A JSON body of exactly `n` bytes: `{"pad":"xxxx…"}`.
+fn padded(n: usize) -> anyhow::Result<Bytes> {
+    const EMPTY: usize = r#"{"pad":""}"#.len();
+    anyhow::ensure!(n >= EMPTY, "--body-size must be at least {EMPTY}");
+    Ok(Bytes::from(format!(r#"{{"pad":"{}"}}"#, "x".repeat(n - EMPTY))))
+}
+
 /// `verify`: the source's verifier alone, on this thread.
 pub fn verify(
     config: &std::path::Path,
@@ -226,7 +258,7 @@ pub fn verify(
     duration: Duration,
     pool: usize,
 ) -> anyhow::Result<Value> {
-    let (requests, config) = prepare(config, source, None, key, pool, "verify")?;
+    let (requests, config) = prepare(config, source, None, key, pool, "verify", None)?;
     let src = config
         .sources
         .iter()
