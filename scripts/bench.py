@@ -31,6 +31,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import bench_peers
+
 ROOT = Path(__file__).resolve().parent.parent
 LOAD = ROOT / "target/release/hookbridge-load"
 HB = ROOT / "target/release/hookbridge"
@@ -375,7 +377,7 @@ def outage(mode, stamp, sc):
         gen(["setup", "--broker", broker, "--url", url, "--target", target, "--remove"])
 
 
-SCENARIOS = ("http", "verify", "nats", "rabbitmq", "kafka", "outage")
+SCENARIOS = ("http", "verify", "nats", "rabbitmq", "kafka", "outage", "peers")
 
 
 def run(mode, only=None):
@@ -391,6 +393,8 @@ def run(mode, only=None):
         if "verify" in want:
             verification(mode, stamp, sc)
         brokers(mode, stamp, sc, only=want)
+        if "peers" in want:
+            bench_peers.run(mode, stamp, sc, want)
         if "outage" in want:
             outage(mode, stamp, sc)
     finally:
@@ -549,6 +553,8 @@ def report():
             f"VmRSS every 5 s (MiB): {trace}.",
             "",
         ]
+    if "peers" in sc:
+        lines += bench_peers.report(sc)
     notes = ROOT / "bench/NOTES.md"
     if notes.exists():
         lines += [notes.read_text().strip(), ""]

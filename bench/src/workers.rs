@@ -25,15 +25,20 @@ fn prepare(
     key: Option<PathBuf>,
     n: usize,
     id_prefix: &str,
+    body_id: bool,
 ) -> anyhow::Result<(Vec<Prepared>, hookbridge::config::Config)> {
     let config = hookbridge::config::load(Some(config)).map_err(|e| anyhow::anyhow!("{e}"))?;
     let key_pem = key.map(std::fs::read).transpose()?;
     let mut out = Vec::with_capacity(n);
     for i in 0..n {
+        let id = format!("{id_prefix}-{i}");
         let opts = hookbridge::cli::send::Options {
             url: url.clone(),
             key_pem: key_pem.clone(),
-            id: Some(format!("{id_prefix}-{i}")),
+            // `--body-id`: the id also in the body, for a server that may not carry the
+            // request's headers to the broker (the peers, scripts/bench_peers.py).
+            data: body_id.then(|| format!(r#"{{"id":"{id}","data":{{}}}}"#).into_bytes()),
+            id: Some(id),
             ..Default::default()
         };
         let r = hookbridge::cli::send::build(&config, source, &opts).map_err(|e| anyhow::anyhow!(e))?;
@@ -172,6 +177,18 @@ impl Worker for HttpWorker {
     }
 }
 
+/// How `load` makes its event ids.
+#[derive(clap::Args, Debug, Clone)]
+pub struct IdArgs {
+    /// Prefix of the generated event ids (unique per run).
+    #[arg(long, default_value = "bench")]
+    pub id_prefix: String,
+    /// Also put the id in the body, `{"id":"<id>","data":{}}`, for a server that may not carry
+    /// the request's headers to the broker (the peers); `readback --body-id` reads it there.
+    #[arg(long)]
+    pub body_id: bool,
+}
+
 /// `load`.
 pub async fn load(
     config: &std::path::Path,
@@ -180,10 +197,18 @@ pub async fn load(
     key: Option<PathBuf>,
     run: &RunArgs,
     ids_out: Option<PathBuf>,
-    id_prefix: &str,
+    id_args: &IdArgs,
 ) -> anyhow::Result<Value> {
     let prepared_at = Instant::now();
-    let (requests, _) = prepare(config, source, url, key, run.pool, id_prefix)?;
+    let (requests, _) = prepare(
+        config,
+        source,
+        url,
+        key,
+        run.pool,
+        &id_args.id_prefix,
+        id_args.body_id,
+    )?;
     let prepare_seconds = prepared_at.elapsed().as_secs_f64();
     let first = requests.first().ok_or_else(|| anyhow::anyhow!("empty pool"))?;
     let authority = first
@@ -226,7 +251,7 @@ pub fn verify(
     duration: Duration,
     pool: usize,
 ) -> anyhow::Result<Value> {
-    let (requests, config) = prepare(config, source, None, key, pool, "verify")?;
+    let (requests, config) = prepare(config, source, None, key, pool, "verify", false)?;
     let src = config
         .sources
         .iter()
@@ -508,6 +533,25 @@ pub async fn publish(
     Ok(summary)
 }
 
+/// The `"id"` of a JSON object body (`load --body-id`).
+fn id_in_body(payload: &[u8]) -> Option<String> {
+    if payload.first() != Some(&b'{') {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(payload).ok()?;
+    v.get("id")?.as_str().map(str::to_owned)
+}
+
+/// The message's id: its id header, else the body's `"id"`; with `prefer_body`, the body's
+/// first (so the check does not depend on how a peer maps HTTP headers to broker headers).
+fn message_id(header: Option<String>, payload: &[u8], prefer_body: bool) -> Option<String> {
+    if prefer_body {
+        id_in_body(payload).or(header)
+    } else {
+        header.or_else(|| id_in_body(payload))
+    }
+}
+
 /// `readback`: reads every message of the run back with the broker's client and checks that
 /// each id in `ids` (answered 2xx) is there.
 pub async fn readback(
@@ -516,6 +560,7 @@ pub async fn readback(
     target: &str,
     ids: &std::path::Path,
     idle: Duration,
+    prefer_body: bool,
 ) -> anyhow::Result<Value> {
     let expected: std::collections::HashSet<String> =
         std::fs::read_to_string(ids)?.lines().map(str::to_owned).collect();
@@ -535,8 +580,13 @@ pub async fn readback(
             let mut messages = consumer.messages().await?;
             while let Ok(Some(Ok(m))) = tokio::time::timeout(idle, messages.next()).await {
                 total += 1;
-                if let Some(id) = m.headers.as_ref().and_then(|h| h.get("ce-id")) {
-                    *seen.entry(id.as_str().to_owned()).or_default() += 1;
+                let header = m
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("ce-id"))
+                    .map(|v| v.as_str().to_owned());
+                if let Some(id) = message_id(header, &m.payload, prefer_body) {
+                    *seen.entry(id).or_default() += 1;
                 }
             }
         }
@@ -566,7 +616,7 @@ pub async fn readback(
                         lapin::types::AMQPValue::LongString(s) => Some(s.to_string()),
                         _ => None,
                     });
-                if let Some(id) = id {
+                if let Some(id) = message_id(id, &d.data, prefer_body) {
                     *seen.entry(id).or_default() += 1;
                 }
             }
@@ -583,14 +633,14 @@ pub async fn readback(
             consumer.subscribe(&[target])?;
             while let Ok(Ok(m)) = tokio::time::timeout(idle, consumer.recv()).await {
                 total += 1;
-                if let Some(h) = m.headers() {
-                    for hd in h.iter() {
-                        if hd.key == "ce_id" {
-                            if let Some(v) = hd.value {
-                                *seen.entry(String::from_utf8_lossy(v).into_owned()).or_default() += 1;
-                            }
-                        }
-                    }
+                let header = m.headers().and_then(|h| {
+                    h.iter()
+                        .find(|hd| hd.key == "ce_id")
+                        .and_then(|hd| hd.value)
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                });
+                if let Some(id) = message_id(header, m.payload().unwrap_or_default(), prefer_body) {
+                    *seen.entry(id).or_default() += 1;
                 }
             }
         }
@@ -667,4 +717,22 @@ pub async fn setup(
         other => anyhow::bail!("unknown broker {other:?}"),
     }
     Ok(json!({ "broker": broker, "target": target, "removed": remove }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{id_in_body, message_id};
+
+    #[test]
+    fn the_id_comes_from_the_body_or_the_header_as_asked() {
+        let body = br#"{"id":"run-7","data":{}}"#;
+        assert_eq!(id_in_body(body).as_deref(), Some("run-7"));
+        assert_eq!(id_in_body(b"{}"), None);
+        assert_eq!(id_in_body(b"not json"), None);
+        let header = || Some("header-7".to_owned());
+        assert_eq!(message_id(header(), body, true).as_deref(), Some("run-7"));
+        assert_eq!(message_id(header(), body, false).as_deref(), Some("header-7"));
+        assert_eq!(message_id(None, body, false).as_deref(), Some("run-7"));
+        assert_eq!(message_id(header(), b"{}", true).as_deref(), Some("header-7"));
+    }
 }
