@@ -32,6 +32,7 @@ import urllib.request
 from pathlib import Path
 
 import bench_curves
+import bench_peers
 
 ROOT = Path(__file__).resolve().parent.parent
 LOAD = ROOT / "target/release/hookbridge-load"
@@ -432,7 +433,7 @@ def outage(mode, stamp, sc):
         gen(["setup", "--broker", broker, "--url", url, "--target", target, "--remove"])
 
 
-SCENARIOS = ("http", "verify", "nats", "rabbitmq", "kafka", "outage", "curves")
+SCENARIOS = ("http", "verify", "nats", "rabbitmq", "kafka", "outage", "peers", "curves")
 
 
 def run(mode, only=None):
@@ -448,6 +449,8 @@ def run(mode, only=None):
         if "verify" in want:
             verification(mode, stamp, sc)
         brokers(mode, stamp, sc, only=want)
+        if "peers" in want:
+            bench_peers.run(mode, stamp, sc, want)
         if "outage" in want:
             outage(mode, stamp, sc)
         if "curves" in want:
@@ -647,6 +650,8 @@ def report():
         ]
     if "curves" in sc:
         lines += bench_curves.report(sc)
+    if "peers" in sc:
+        lines += bench_peers.report(sc)
     notes = ROOT / "bench/NOTES.md"
     if notes.exists():
         lines += [notes.read_text().strip(), ""]

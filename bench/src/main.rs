@@ -53,13 +53,8 @@ enum Command {
         /// Write the ids answered 2xx here, one per line (for the no-loss check).
         #[arg(long)]
         ids_out: Option<PathBuf>,
-        /// Prefix of the generated event ids (unique per run).
-        #[arg(long, default_value = "bench")]
-        id_prefix: String,
-        /// Pad the JSON body to this many bytes (`{"pad":"xxxx…"}`); one body shared by every
-        /// pre-built request. Default: the source kind's example body.
-        #[arg(long)]
-        body_size: Option<usize>,
+        #[command(flatten)]
+        body: workers::BodyArgs,
     },
     /// Serve a bare 204 on `--listen` until killed.
     HttpBaseline {
@@ -136,6 +131,10 @@ enum Command {
         /// Stop when no message arrived for this long.
         #[arg(long, default_value = "3s", value_parser = humantime_duration)]
         idle: Duration,
+        /// Take each message's id from its JSON body's `"id"` first (`load --body-id`), its id
+        /// header second. Without it: the header first, the body when there is no header.
+        #[arg(long)]
+        body_id: bool,
     },
 }
 
@@ -157,9 +156,8 @@ fn main() -> anyhow::Result<()> {
                 key,
                 run,
                 ids_out,
-                id_prefix,
-                body_size,
-            } => workers::load(&config, &source, url, key, &run, ids_out, &id_prefix, body_size).await,
+                body,
+            } => workers::load(&config, &source, url, key, &run, ids_out, &body).await,
             Command::HttpBaseline { listen } => {
                 let route = warp::any().map(|| warp::http::StatusCode::NO_CONTENT);
                 let listener = tokio::net::TcpListener::bind(listen).await?;
@@ -208,7 +206,8 @@ fn main() -> anyhow::Result<()> {
                 target,
                 ids,
                 idle,
-            } => workers::readback(&broker, &url, &target, &ids, idle).await,
+                body_id,
+            } => workers::readback(&broker, &url, &target, &ids, idle, body_id).await,
         }
     })?;
     println!("{out}");

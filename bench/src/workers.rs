@@ -25,7 +25,7 @@ fn prepare(
     key: Option<PathBuf>,
     n: usize,
     id_prefix: &str,
-    data: Option<&Bytes>,
+    body: Body<'_>,
 ) -> anyhow::Result<(Vec<Prepared>, hookbridge::config::Config)> {
     let config = hookbridge::config::load(Some(config)).map_err(|e| anyhow::anyhow!("{e}"))?;
     let key_pem = key.map(std::fs::read).transpose()?;
@@ -33,11 +33,18 @@ fn prepare(
     let mut opts = hookbridge::cli::send::Options {
         url,
         key_pem,
-        data: data.map(|d| d.to_vec()),
         ..Default::default()
     };
     for i in 0..n {
-        opts.id = Some(format!("{id_prefix}-{i}"));
+        let id = format!("{id_prefix}-{i}");
+        // `--body-id`: the id also in the body, for a server that may not carry the request's
+        // headers to the broker (the peers, scripts/bench_peers.py).
+        opts.data = match body {
+            Body::WithId => Some(format!(r#"{{"id":"{id}","data":{{}}}}"#).into_bytes()),
+            Body::Shared(d) => Some(d.to_vec()),
+            Body::Example => None,
+        };
+        opts.id = Some(id);
         let r = hookbridge::cli::send::build(&config, source, &opts).map_err(|e| anyhow::anyhow!(e))?;
         let mut headers = http::HeaderMap::new();
         for (k, v) in &r.headers {
@@ -51,8 +58,8 @@ fn prepare(
             uri: r.url.parse()?,
             headers,
             // A given body is kept once, shared by every request (a pool of 1 MiB bodies would not fit).
-            body: match data {
-                Some(d) if *d == r.body => d.clone(),
+            body: match body {
+                Body::Shared(d) if *d == r.body => d.clone(),
                 _ => Bytes::from(r.body),
             },
         });
@@ -185,8 +192,34 @@ impl Worker for HttpWorker {
     }
 }
 
+/// How `load` makes its event ids and bodies.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BodyArgs {
+    /// Prefix of the generated event ids (unique per run).
+    #[arg(long, default_value = "bench")]
+    pub id_prefix: String,
+    /// Also put the id in the body, `{"id":"<id>","data":{}}`, for a server that may not carry
+    /// the request's headers to the broker (the peers); `readback --body-id` reads it there.
+    #[arg(long, conflicts_with = "body_size")]
+    pub body_id: bool,
+    /// Pad the JSON body to this many bytes (`{"pad":"xxxx…"}`); one body shared by every
+    /// pre-built request. Default: the source kind's example body.
+    #[arg(long)]
+    pub body_size: Option<usize>,
+}
+
+/// The body of the pre-built requests.
+#[derive(Clone, Copy)]
+enum Body<'a> {
+    /// The source kind's example body (`hookbridge send`'s).
+    Example,
+    /// `{"id":"<id>","data":{}}` (`--body-id`).
+    WithId,
+    /// One padded body shared by every request (`--body-size`).
+    Shared(&'a Bytes),
+}
+
 /// `load`.
-#[allow(clippy::too_many_arguments)]
 pub async fn load(
     config: &std::path::Path,
     source: &str,
@@ -194,12 +227,16 @@ pub async fn load(
     key: Option<PathBuf>,
     run: &RunArgs,
     ids_out: Option<PathBuf>,
-    id_prefix: &str,
-    body_size: Option<usize>,
+    args: &BodyArgs,
 ) -> anyhow::Result<Value> {
     let prepared_at = Instant::now();
-    let data = body_size.map(padded).transpose()?;
-    let (requests, _) = prepare(config, source, url, key, run.pool, id_prefix, data.as_ref())?;
+    let data = args.body_size.map(padded).transpose()?;
+    let body = match (&data, args.body_id) {
+        (Some(d), _) => Body::Shared(d),
+        (None, true) => Body::WithId,
+        (None, false) => Body::Example,
+    };
+    let (requests, _) = prepare(config, source, url, key, run.pool, &args.id_prefix, body)?;
     let prepare_seconds = prepared_at.elapsed().as_secs_f64();
     let first = requests.first().ok_or_else(|| anyhow::anyhow!("empty pool"))?;
     let authority = first
@@ -258,7 +295,7 @@ pub fn verify(
     duration: Duration,
     pool: usize,
 ) -> anyhow::Result<Value> {
-    let (requests, config) = prepare(config, source, None, key, pool, "verify", None)?;
+    let (requests, config) = prepare(config, source, None, key, pool, "verify", Body::Example)?;
     let src = config
         .sources
         .iter()
@@ -540,6 +577,25 @@ pub async fn publish(
     Ok(summary)
 }
 
+/// The `"id"` of a JSON object body (`load --body-id`).
+fn id_in_body(payload: &[u8]) -> Option<String> {
+    if payload.first() != Some(&b'{') {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(payload).ok()?;
+    v.get("id")?.as_str().map(str::to_owned)
+}
+
+/// The message's id: its id header, else the body's `"id"`; with `prefer_body`, the body's
+/// first (so the check does not depend on how a peer maps HTTP headers to broker headers).
+fn message_id(header: Option<String>, payload: &[u8], prefer_body: bool) -> Option<String> {
+    if prefer_body {
+        id_in_body(payload).or(header)
+    } else {
+        header.or_else(|| id_in_body(payload))
+    }
+}
+
 /// `readback`: reads every message of the run back with the broker's client and checks that
 /// each id in `ids` (answered 2xx) is there.
 pub async fn readback(
@@ -548,6 +604,7 @@ pub async fn readback(
     target: &str,
     ids: &std::path::Path,
     idle: Duration,
+    prefer_body: bool,
 ) -> anyhow::Result<Value> {
     let expected: std::collections::HashSet<String> =
         std::fs::read_to_string(ids)?.lines().map(str::to_owned).collect();
@@ -567,8 +624,13 @@ pub async fn readback(
             let mut messages = consumer.messages().await?;
             while let Ok(Some(Ok(m))) = tokio::time::timeout(idle, messages.next()).await {
                 total += 1;
-                if let Some(id) = m.headers.as_ref().and_then(|h| h.get("ce-id")) {
-                    *seen.entry(id.as_str().to_owned()).or_default() += 1;
+                let header = m
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("ce-id"))
+                    .map(|v| v.as_str().to_owned());
+                if let Some(id) = message_id(header, &m.payload, prefer_body) {
+                    *seen.entry(id).or_default() += 1;
                 }
             }
         }
@@ -598,7 +660,7 @@ pub async fn readback(
                         lapin::types::AMQPValue::LongString(s) => Some(s.to_string()),
                         _ => None,
                     });
-                if let Some(id) = id {
+                if let Some(id) = message_id(id, &d.data, prefer_body) {
                     *seen.entry(id).or_default() += 1;
                 }
             }
@@ -615,14 +677,14 @@ pub async fn readback(
             consumer.subscribe(&[target])?;
             while let Ok(Ok(m)) = tokio::time::timeout(idle, consumer.recv()).await {
                 total += 1;
-                if let Some(h) = m.headers() {
-                    for hd in h.iter() {
-                        if hd.key == "ce_id" {
-                            if let Some(v) = hd.value {
-                                *seen.entry(String::from_utf8_lossy(v).into_owned()).or_default() += 1;
-                            }
-                        }
-                    }
+                let header = m.headers().and_then(|h| {
+                    h.iter()
+                        .find(|hd| hd.key == "ce_id")
+                        .and_then(|hd| hd.value)
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                });
+                if let Some(id) = message_id(header, m.payload().unwrap_or_default(), prefer_body) {
+                    *seen.entry(id).or_default() += 1;
                 }
             }
         }
@@ -699,4 +761,22 @@ pub async fn setup(
         other => anyhow::bail!("unknown broker {other:?}"),
     }
     Ok(json!({ "broker": broker, "target": target, "removed": remove }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{id_in_body, message_id};
+
+    #[test]
+    fn the_id_comes_from_the_body_or_the_header_as_asked() {
+        let body = br#"{"id":"run-7","data":{}}"#;
+        assert_eq!(id_in_body(body).as_deref(), Some("run-7"));
+        assert_eq!(id_in_body(b"{}"), None);
+        assert_eq!(id_in_body(b"not json"), None);
+        let header = || Some("header-7".to_owned());
+        assert_eq!(message_id(header(), body, true).as_deref(), Some("run-7"));
+        assert_eq!(message_id(header(), body, false).as_deref(), Some("header-7"));
+        assert_eq!(message_id(None, body, false).as_deref(), Some("run-7"));
+        assert_eq!(message_id(header(), b"{}", true).as_deref(), Some("header-7"));
+    }
 }
