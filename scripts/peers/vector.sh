@@ -41,7 +41,9 @@
 #     harmless unused-import warnings of this reduced feature set into errors)
 #
 # Build tools: cargo/rustc, cc/c++, make, perl, pkg-config, OpenSSL headers (libssl-dev),
-# protoc (protobuf-compiler), cmake, libclang (libclang-dev, for bindgen in zstd-sys).
+# protoc (protobuf-compiler), libclang (libclang-dev, for bindgen in zstd-sys). No cmake: on
+# Linux without Vector's `cmake_build`-carrying feature sets, rdkafka-sys builds librdkafka 2.12.1
+# (static, with ssl + zstd, curl static) with librdkafka's own configure + make.
 # Missing Debian packages are installed with apt-get when
 # running as root.
 #
@@ -116,7 +118,6 @@ command -v make >/dev/null || need_pkgs+=(make)
 command -v perl >/dev/null || need_pkgs+=(perl)
 command -v pkg-config >/dev/null || need_pkgs+=(pkg-config)
 command -v protoc >/dev/null || need_pkgs+=(protobuf-compiler)
-command -v cmake >/dev/null || need_pkgs+=(cmake)
 pkg-config --exists openssl 2>/dev/null || need_pkgs+=(libssl-dev)
 # bindgen (zstd-sys) loads libclang at build time.
 if [ -z "${LIBCLANG_PATH:-}" ] && ! ldconfig -p 2>/dev/null | grep -q 'libclang\(-[0-9.]*\)\?\.so'; then
