@@ -55,6 +55,7 @@ HOOKBRIDGE_SETTINGS = {
 PEERS = {
     "mq-bridge-app": {
         "version": "1.3.0",
+        "origin": "crates.io",
         "features": "http,nats,kafka,amqp,mimalloc (--no-default-features)",
         "common": "HTTP input fire_and_forget: false (202 only after the route's Ack; 500 on Nack); "
                   "concurrency 4, batch_size 1024 (the app's defaults); required_delivery: at_least_once",
@@ -72,6 +73,7 @@ PEERS = {
     # each sink's acknowledgement, with the functions in Vector's source that say so).
     "vector": {
         "version": "0.57.0",
+        "origin": "built from its source repository, tag v0.57.0",
         "features": "sources-http_server, sinks-blackhole, sinks-nats, sinks-kafka, sinks-amqp (--no-default-features; "
                     "thin LTO, 16 codegen units)",
         "common": "http_server source, body kept as bytes; end-to-end acknowledgements on the sink (the HTTP answer "
@@ -277,7 +279,7 @@ def report(sc):
             lines += [f"**{peer}: skipped** — {e['skipped']}", ""]
             continue
         lines += [
-            f"**{peer} {e['version']}** (crates.io; features {e['features']}; built by `scripts/peers/{peer}.sh`, "
+            f"**{peer} {e['version']}** ({PEERS.get(peer, {}).get('origin', '?')}; features {e['features']}; built by `scripts/peers/{peer}.sh`, "
             f"{e['install_seconds']:.0f} s this run). Common settings: {e['common_settings']}. Configurations: "
             f"`bench/peers/{peer}/`. Each scenario ran hookbridge then the peer back to back on the server core, "
             "each to its own stream/queue/topic, with the same requests (binary-mode CloudEvent, id also in the body); "
