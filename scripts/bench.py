@@ -1,10 +1,15 @@
 #!/usr/bin/env python3
 """hookbridge's benchmark harness (design §6). Never part of .ci/run.
 
-    python3 scripts/bench.py quick      # ≤ 5 min: short runs, every scenario
-    python3 scripts/bench.py full       # ≤ 30 min: longer runs
+    python3 scripts/bench.py quick      # short runs, every scenario (~15 min with peers and curves)
+    python3 scripts/bench.py full       # longer runs (~60 min with peers and curves)
     python3 scripts/bench.py report     # BENCHMARKS.md from bench/results/latest.json
     python3 scripts/bench.py quick http,nats   # some scenarios only (partial results file, no report)
+
+Scenarios: http, verify, nats, rabbitmq, kafka, outage, peers (scripts/bench_peers.py: mq-bridge-app
+and Vector, each built into ~/.cache/hookbridge-bench/peers on first use by scripts/peers/*.sh, or
+skipped with the reason), curves (scripts/bench_curves.py: cost against body size, routes, sinks,
+dedup entries and spool backlog). The durations are estimates, not yet measured on a quiet machine.
 
 Each scenario runs next to its baseline in the same run. The server under test (hookbridge, or the
 baseline standing in for it) is pinned to core 1 (`taskset -c 1`); the load generator
