@@ -244,11 +244,13 @@ def hookbridge(config, env=None):
     return Server([str(HB), "serve", "--config", config], PORT, {"HOOKBRIDGE_LOG": "warn", "HB_BENCH_WHSEC": WHSEC, **(env or {})})
 
 
-def readback(broker, url, target, ids_file, parts):
-    """Reads every id in the files `ids_file + part` back from the broker."""
+def readback(broker, url, target, ids_file, parts, body_id=False):
+    """Reads every id in the files `ids_file + part` back from the broker (from the body's `"id"`
+    with `body_id`, for servers that may not carry the id header: the peers)."""
     ids = "".join(Path(str(ids_file) + p).read_text() for p in parts)
     Path(str(ids_file) + ".all").write_text(ids)
-    return gen(["readback", "--broker", broker, "--url", url, "--target", target, "--ids", str(ids_file) + ".all", "--idle", "3s"])
+    return gen(["readback", "--broker", broker, "--url", url, "--target", target, "--ids", str(ids_file) + ".all", "--idle", "3s"]
+               + (["--body-id"] if body_id else []))
 
 
 def http_ceiling(mode, stamp, sc):

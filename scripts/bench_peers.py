@@ -31,13 +31,13 @@ ROOT = Path(__file__).resolve().parent.parent
 PEER_PORT = 18083
 GOAL_CPU_RATIO = 1.25
 
-# scenario -> (broker for setup/readback or None, template, hookbridge's config, the env key of
-# hookbridge's sink target)
+# scenario -> (broker for setup/readback or None, hookbridge's config, the env key of hookbridge's
+# sink target); each peer names its own configuration file per scenario (PEERS[…]["templates"])
 SCENARIOS = {
-    "nats": ("nats", "nats.yaml", "bench/configs/nats-sync.toml", "SUBJECT"),
-    "kafka": ("kafka", "kafka.yaml", "bench/configs/kafka-sync.toml", "TOPIC"),
-    "rabbitmq": ("rabbitmq", "rabbitmq.yaml", "bench/configs/rabbitmq-sync.toml", "ROUTING_KEY"),
-    "null": (None, "null.yaml", "bench/configs/ce-blackhole.toml", None),
+    "nats": ("nats", "bench/configs/nats-sync.toml", "SUBJECT"),
+    "kafka": ("kafka", "bench/configs/kafka-sync.toml", "TOPIC"),
+    "rabbitmq": ("rabbitmq", "bench/configs/rabbitmq-sync.toml", "ROUTING_KEY"),
+    "null": (None, "bench/configs/ce-blackhole.toml", None),
 }
 LABELS = {
     "nats": "HTTP → NATS JetStream (acks)",
@@ -154,14 +154,6 @@ def start_peer(b, cmd, port, env, log_path, timeout=30):
     raise RuntimeError(f"did not listen on {port} (exit {srv.proc.returncode}): {tail[0][:300]}")
 
 
-def readback(b, broker, url, target, ids_file, parts):
-    """bench.readback, reading the id from the body (`--body-id`)."""
-    ids = "".join(Path(str(ids_file) + p).read_text() for p in parts)
-    Path(str(ids_file) + ".all").write_text(ids)
-    return b.gen(["readback", "--broker", broker, "--url", url, "--target", target, "--ids", str(ids_file) + ".all",
-                  "--idle", "3s", "--body-id"])
-
-
 def one(b, mode, stamp, scenario, who, start, load_args):
     """One server for one scenario: its own stream/queue/topic, warm-up, bench.measure, read-back."""
     broker, *_ = SCENARIOS[scenario]
@@ -185,7 +177,7 @@ def one(b, mode, stamp, scenario, who, start, load_args):
         srv.stop()
         srv = None
         if broker:
-            r["readback"] = readback(b, broker, url, target, ids, r["id_parts"])
+            r["readback"] = b.readback(broker, url, target, ids, r["id_parts"], body_id=True)
             r["valid"] = r["valid"] and r["readback"]["no_loss"]
         return r
     finally:
@@ -214,7 +206,7 @@ def run(mode, stamp, sc, only=None):
         entry = peers[peer] = {"binary": binary, "install_seconds": seconds, "version": spec["version"],
                                "features": spec["features"], "common_settings": spec["common"]}
         for scenario in scenarios:
-            broker, _, hb_config, key = SCENARIOS[scenario]
+            broker, hb_config, key = SCENARIOS[scenario]
             template = spec["templates"][scenario]
             res = {"settings": spec["settings"][scenario], "hookbridge_settings": HOOKBRIDGE_SETTINGS[scenario]}
             entry[scenario] = res
